@@ -1,0 +1,4 @@
+"""Entry point for ``python -m configdrive``."""
+from configdrive.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""VMSpec -> OpenStack config drive tree (volume label ``config-2``): openstack/<version>/, ec2/, content/.
+
+What each dated folder carries lives in ``VERSIONS``, as Nova writes it. cloud-init reads the
+newest dated folder it knows (22.4: up to 2018-08-27), so every dated folder must be complete.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from configdrive.errors import Problem
+from configdrive.model import FileTree, VMSpec
+from configdrive.render.network import network_data_problems, render_network_data
+from configdrive.render.userdata import render_payload
+
+LABEL = "config-2"
+
+OS_FOLSOM = "2012-08-10"
+OS_GRIZZLY = "2013-04-04"
+OS_HAVANA = "2013-10-17"  # adds vendor_data.json
+OS_LIBERTY = "2015-10-15"  # adds network_data.json and meta_data.json "keys"
+OS_NEWTON_ONE = "2016-06-30"  # adds meta_data.json "devices"
+OS_NEWTON_TWO = "2016-10-06"  # adds vendor_data2.json
+OS_OCATA = "2017-02-22"
+OS_ROCKY = "2018-08-27"
+OS_VICTORIA = "2020-10-14"  # adds meta_data.json "dedicated_cpus"
+OS_LATEST = "latest"
+
+#: Every version folder Nova writes, oldest first; ``latest`` carries everything.
+VERSIONS = (OS_FOLSOM, OS_GRIZZLY, OS_HAVANA, OS_LIBERTY, OS_NEWTON_ONE, OS_NEWTON_TWO,
+            OS_OCATA, OS_ROCKY, OS_VICTORIA, OS_LATEST)
+
+#: file name -> first version that carries it.
+FILES_SINCE = {
+    "meta_data.json": OS_FOLSOM,
+    "user_data": OS_FOLSOM,
+    "vendor_data.json": OS_HAVANA,
+    "network_data.json": OS_LIBERTY,
+    "vendor_data2.json": OS_NEWTON_TWO,
+}
+
+#: meta_data.json key -> first version that carries it.
+META_SINCE = {"keys": OS_LIBERTY, "devices": OS_NEWTON_ONE, "dedicated_cpus": OS_VICTORIA}
+
+EC2_VERSIONS = ("2009-04-04", "latest")
+
+
+def since(version: str, first: str) -> bool:
+    """Whether ``version`` carries what ``first`` introduced (``latest`` carries everything)."""
+    return version == OS_LATEST or VERSIONS.index(version) >= VERSIONS.index(first)
+
+
+def problems(spec: VMSpec) -> list[Problem]:
+    """What a config drive cannot carry from this spec."""
+    return network_data_problems(spec.network) if spec.network else []
+
+
+def render(spec: VMSpec) -> FileTree:
+    """The config drive files for every version Nova writes, plus ``ec2/`` and ``content/``."""
+    user_data = render_payload(spec.user_data)
+    meta = _meta_data(spec)
+    per_file = {
+        "user_data": user_data,
+        "vendor_data.json": _json(_vendor_data(spec)),
+        # vendor_data2.json holds Nova's dynamic vendor data, keyed by service; cloud-init applies
+        # it as vendor data too, so it stays empty to keep vendor data from running twice.
+        "vendor_data2.json": _json({}),
+        "network_data.json": _json(render_network_data(spec.network) if spec.network
+                                   else {"links": [], "networks": [], "services": []}),
+    }
+    tree: dict[str, bytes] = {}
+    for version in VERSIONS:
+        folder = f"openstack/{version}/"
+        tree[folder + "meta_data.json"] = _json(
+            {k: v for k, v in meta.items() if since(version, META_SINCE.get(k, OS_FOLSOM))})
+        for name, content in per_file.items():
+            if content is not None and since(version, FILES_SINCE[name]):
+                tree[folder + name] = content
+    for version in EC2_VERSIONS:
+        tree[f"ec2/{version}/meta-data.json"] = _json(_ec2_meta_data(spec))
+        if user_data is not None:
+            tree[f"ec2/{version}/user-data"] = user_data
+    for index, item in enumerate(spec.files):
+        tree[f"openstack/content/{index:04d}"] = item.content
+    return tree
+
+
+def _meta_data(spec: VMSpec) -> dict[str, Any]:
+    names = _key_names(spec)
+    meta: dict[str, Any] = {
+        "uuid": spec.uuid,
+        "name": spec.hostname,
+        # A dotted hostname is kept; a bare one becomes <name>.novalocal in cloud-init.
+        "hostname": spec.fqdn or spec.hostname,
+        "launch_index": 0,
+        "availability_zone": spec.availability_zone or "nova",
+        "meta": dict(spec.meta),
+        "public_keys": {n: k.line for n, k in zip(names, spec.ssh_authorized_keys)},
+        "keys": [{"name": n, "type": "ssh", "data": k.line}
+                 for n, k in zip(names, spec.ssh_authorized_keys)],
+        "devices": [],
+        "dedicated_cpus": [],
+    }
+    if spec.files:
+        meta["files"] = [{"path": f.path, "content_path": f"/content/{i:04d}"}
+                         for i, f in enumerate(spec.files)]
+    return meta
+
+
+def _key_names(spec: VMSpec) -> list[str]:
+    """Nova's key pairs have names; ours are the key comments where unique, else key-N."""
+    comments = [k.comment for k in spec.ssh_authorized_keys]
+    return [c if c and comments.count(c) == 1 and " " not in c else f"key-{i}"
+            for i, c in enumerate(comments)]
+
+
+def _vendor_data(spec: VMSpec) -> Any:
+    """cloud-init takes vendor_data.json as a JSON string or an object with a "cloud-init" key;
+    any other object is silently dropped."""
+    payload = render_payload(spec.vendor_data)
+    return {} if payload is None else {"cloud-init": payload.decode("utf-8", "surrogateescape")}
+
+
+def _ec2_meta_data(spec: VMSpec) -> dict[str, Any]:
+    """EC2-style metadata, read by EC2-only images such as CirrOS."""
+    meta: dict[str, Any] = {
+        "instance-id": spec.instance_id,
+        "hostname": spec.fqdn or spec.hostname,
+        "local-hostname": spec.fqdn or spec.hostname,
+        "ami-launch-index": 0,
+        "placement": {"availability-zone": spec.availability_zone or "nova"},
+        "public-keys": {str(i): {"openssh-key": k.line} for i, k in enumerate(spec.ssh_authorized_keys)},
+    }
+    ipv4 = [a for i in (spec.network.interfaces if spec.network else ()) for a in i.ipv4_addresses]
+    if ipv4:
+        meta["local-ipv4"] = str(ipaddress.ip_interface(ipv4[0]).ip)
+    return meta
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(", ", ": ")).encode()
