@@ -134,8 +134,8 @@ def schema_problems(data: Any) -> list[Problem]:
             for extra in re.findall(r"'([^']+)'", message.split("(", 1)[-1]):
                 problems.append(Problem(field_path([*parts, extra]), "unknown field"))
             continue
-        elif error.validator == "not" and error.schema_path and len(error.schema_path) == 1:
-            message = "give either user_data or user_data_parts, not both"
+        elif error.validator == "not" and not parts:
+            parts, message = ["user_data_parts"], "give either user_data or user_data_parts, not both"
         problems.append(Problem(field_path(parts), message))
     return problems
 

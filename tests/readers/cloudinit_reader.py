@@ -1,0 +1,106 @@
+"""Read an extracted seed with cloud-init's own datasource code; print what it found as JSON.
+
+Runs under Debian's /usr/bin/python3, where the `cloud-init` package lives:
+    cloudinit_reader.py nocloud|configdrive SEED_DIR [MAC=NAME ...]
+"""
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from cloudinit import distros, helpers
+from cloudinit.sources import DataSourceConfigDrive, DataSourceNoCloud
+from cloudinit.sources.helpers import openstack
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def main(fmt, seed, macs):
+    with tempfile.TemporaryDirectory() as cloud_dir:
+        paths = helpers.Paths({"cloud_dir": cloud_dir, "run_dir": cloud_dir + "/run"})
+        distro = distros.fetch("debian")("debian", {}, paths)
+        if fmt == "nocloud":
+            shutil.copytree(seed, Path(paths.seed_dir) / "nocloud")
+            # fs_label None: read the seed dir only, never probe this host's block devices.
+            sys_cfg = {"datasource": {"NoCloud": {"fs_label": None}}}
+            ds = DataSourceNoCloud.DataSourceNoCloud(sys_cfg, distro, paths)
+        else:
+            shutil.copytree(seed, Path(paths.seed_dir) / "config_drive")
+            ds = DataSourceConfigDrive.DataSourceConfigDrive({}, distro, paths)
+        if not ds.get_data():
+            print(json.dumps({"found": False}))
+            return
+        result = {
+            "found": True,
+            "instance_id": ds.get_instance_id(),
+            "hostname": ds.get_hostname(fqdn=False).hostname,
+            "fqdn": ds.get_hostname(fqdn=True).hostname,
+            "public_keys": sorted(ds.get_public_ssh_keys()),
+            "availability_zone": ds.availability_zone,
+            "userdata_raw": _text(ds.get_userdata_raw()),
+            "vendordata_raw": _text(ds.get_vendordata_raw()),
+            "metadata": json.loads(json.dumps(ds.metadata, default=_text)),
+        }
+        if fmt == "nocloud":
+            result["network_config"] = ds.network_config
+        else:
+            # The datasource would read this host's NICs; give it the VM's MACs instead.
+            network_json = ds.network_json
+            result["network_config"] = (
+                openstack.convert_net_json(network_json, known_macs=macs)
+                if network_json not in (None, sources_unset()) else None)
+            result["files"] = {k: _text(v) for k, v in ds.files.items()}
+            result["ec2_metadata"] = ds.ec2_metadata
+            result["version"] = ds.version
+        if result["network_config"]:
+            result["network_summary"] = summarize(result["network_config"])
+        print(json.dumps(result, default=_text, sort_keys=True))
+
+
+def summarize(config):
+    """cloud-init's parsed network state, per interface: addresses, DHCP, routes, MAC, type."""
+    import ipaddress
+
+    from cloudinit.net.network_state import parse_net_config_data
+
+    state = parse_net_config_data(config)
+    out = {}
+    for iface in state.iter_interfaces():
+        entry = {"type": iface.get("type"), "mac": iface.get("mac_address"), "addresses": [],
+                 "dhcp4": False, "dhcp6": False, "routes": []}
+        for subnet in iface.get("subnets", []):
+            kind = subnet.get("type")
+            if kind in ("dhcp", "dhcp4"):
+                entry["dhcp4"] = True
+            elif kind == "dhcp6":
+                entry["dhcp6"] = True
+            elif "address" in subnet:
+                address = subnet["address"]
+                if "/" not in address:
+                    address = f"{address}/{subnet['prefix']}"
+                entry["addresses"].append(str(ipaddress.ip_interface(address)))
+            if subnet.get("gateway"):
+                gw = subnet["gateway"]
+                entry["routes"].append(["::/0" if ":" in gw else "0.0.0.0/0", gw])
+            for route in subnet.get("routes", []):
+                net = ipaddress.ip_network(f"{route['network']}/{route['prefix']}")
+                entry["routes"].append([str(net), route["gateway"]])
+        entry["routes"].sort()
+        out[iface["name"]] = entry
+    return {"interfaces": out, "dns": sorted(state.dns_nameservers)}
+
+
+def sources_unset():
+    from cloudinit import sources
+
+    return sources.UNSET
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], dict(arg.split("=", 1) for arg in sys.argv[3:]))
