@@ -46,4 +46,4 @@ def render(spec: VMSpec) -> FileTree:
 
 
 def _yaml(yaml: Any, data: dict[str, Any]) -> bytes:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False).encode()  # type: ignore[no-any-return]
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1 << 16).encode()  # type: ignore[no-any-return]

@@ -27,7 +27,8 @@ def render_cloud_config(config: Mapping[str, Any]) -> bytes:
     """A mapping as ``#cloud-config`` YAML, keys in the order given."""
     import yaml
 
-    body = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    body = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False,
+                          allow_unicode=True, width=1 << 16)
     return CLOUD_CONFIG_HEADER + body.encode()
 
 

@@ -1,0 +1,27 @@
+"""Shared test data: the fixture specs, parametrized over formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+VALID_SPECS = sorted((FIXTURES / "specs" / "valid").glob("*.yaml"))
+INVALID_SPECS = sorted((FIXTURES / "specs" / "invalid").glob("*.yaml"))
+FORMATS = ("nocloud", "configdrive")
+
+
+def spec_id(path: Path) -> str:
+    return path.stem
+
+
+@pytest.fixture(params=VALID_SPECS, ids=spec_id)
+def valid_spec_path(request: pytest.FixtureRequest) -> Path:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=FORMATS)
+def fmt(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
