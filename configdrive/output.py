@@ -53,11 +53,21 @@ def write_tree(folder: str | os.PathLike[str], tree: FileTree) -> None:
     root = Path(folder)
     for rel in sorted(tree):
         target = root.joinpath(*rel.split("/"))
-        try:
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create folder: {err.strerror}", str(target.parent)) from err
+        _make_folders(root, target.parent)
         write_file(target, tree[rel])
+
+
+def _make_folders(root: Path, folder: Path) -> None:
+    """Create ``folder`` and each missing parent down from ``root`` with mode 0700
+    (``Path.mkdir(parents=True)`` would give the parents the umask's mode)."""
+    for part in [*reversed(folder.relative_to(root).parents), folder.relative_to(root)]:
+        path = root / part
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+        except FileNotFoundError:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"cannot create folder: {err.strerror}", str(path)) from err
 
 
 def remove_file(path: str | os.PathLike[str]) -> bool:

@@ -67,8 +67,10 @@ def render(spec: VMSpec) -> FileTree:
         # vendor_data2.json holds Nova's dynamic vendor data, keyed by service; cloud-init applies
         # it as vendor data too, so it stays empty to keep vendor data from running twice.
         "vendor_data2.json": _json({}),
-        "network_data.json": _json(render_network_data(spec.network) if spec.network
-                                   else {"links": [], "networks": [], "services": []}),
+        # Without a network section no network_data.json is written, so cloud-init falls back
+        # to DHCP on the first NIC, as with a NoCloud seed without network-config; an empty
+        # network_data.json would leave the guest with no network at all.
+        "network_data.json": _json(render_network_data(spec.network)) if spec.network else None,
     }
     tree: dict[str, bytes] = {}
     for version in VERSIONS:

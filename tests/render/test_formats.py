@@ -43,6 +43,10 @@ def test_every_dated_folder_carries_what_its_version_supports() -> None:
     assert set(tree) >= {"ec2/latest/meta-data.json", "ec2/2009-04-04/user-data"}
 
 
+def test_no_network_section_means_no_network_data_json() -> None:
+    assert not [p for p in render(MINIMAL, "configdrive") if p.endswith("network_data.json")]
+
+
 def test_meta_data_json_fields() -> None:
     tree = render(EXAMPLE, "configdrive")
     meta = json.loads(tree["openstack/latest/meta_data.json"])
