@@ -99,9 +99,9 @@ def _meta_data(spec: VMSpec) -> dict[str, Any]:
         "launch_index": 0,
         "availability_zone": spec.availability_zone or "nova",
         "meta": dict(spec.meta),
-        "public_keys": {n: k.line for n, k in zip(names, spec.ssh_authorized_keys)},
+        "public_keys": {n: k.line for n, k in zip(names, spec.ssh_authorized_keys, strict=True)},
         "keys": [{"name": n, "type": "ssh", "data": k.line}
-                 for n, k in zip(names, spec.ssh_authorized_keys)],
+                 for n, k in zip(names, spec.ssh_authorized_keys, strict=True)],
         "devices": [],
         "dedicated_cpus": [],
     }
