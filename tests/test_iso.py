@@ -94,3 +94,17 @@ def test_unreadable_input_is_an_iso_error(tmp_path: Path) -> None:
 
 def test_empty_tree_still_packs() -> None:
     assert read_iso(pack_iso({}, "cidata")).files == {}
+
+
+def test_reads_images_made_by_cloud_localds(tmp_path: Path) -> None:
+    if shutil.which("cloud-localds") is None:
+        pytest.fail("cloud-localds is needed (apt-get install cloud-image-utils)")
+    (tmp_path / "user-data").write_text("#cloud-config\nhostname: x\n")
+    (tmp_path / "meta-data").write_text("instance-id: iid-local\n")
+    out = tmp_path / "seed.img"
+    subprocess.run(["cloud-localds", str(out), str(tmp_path / "user-data"), str(tmp_path / "meta-data")],
+                   check=True)
+    image = read_iso(out)
+    assert image.label.lower() == "cidata"
+    assert image.files["meta-data"] == b"instance-id: iid-local\n"
+    assert image.files["user-data"].startswith(b"#cloud-config")
