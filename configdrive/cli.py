@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--contents", action="store_true", help="include every file's text")
 
     command("schema", _schema, "print the VM spec's JSON Schema")
+    _store_commands(command)
     return parser
 
 
@@ -178,3 +180,165 @@ def _print_problems(err: SpecError, source: str | None) -> None:
     print(f"configdrive: {where}: invalid spec, {len(err.problems)} problem(s):", file=sys.stderr)
     for problem in err.problems:
         print(f"  {problem}", file=sys.stderr)
+
+
+# --- spec stores and the watcher ------------------------------------------------------------
+
+STORE_HELP = "dir:PATH (a folder of <vm-id>.yaml|json) or etcd://HOST:PORT/PREFIX"
+
+
+def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    p = command("watch", _watch, "keep one seed ISO per VM in step with a spec store")
+    p.add_argument("--source", required=True, metavar="URL", help=STORE_HELP)
+    p.add_argument("--out-dir", required=True, help="folder of <vm-id>.iso (owned by the watcher)")
+    p.add_argument("-f", "--format", choices=FORMAT_NAMES, default="nocloud", help="default: nocloud")
+    p.add_argument("--once", action="store_true", help="one full sync, then exit")
+    p.add_argument("--keep-deleted", action="store_true", help="keep the ISO of a deleted spec")
+    p.add_argument("--qmp-map", metavar="FILE",
+                   help="YAML/JSON {vm-id: {socket: PATH, device: QDEV-ID}}: hot-swap the medium "
+                   "of these running VMs after each rebuild (re-read on SIGHUP)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes for a large sync (default: CPU count)")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    p = command("put", _put, "validate a spec and write it to a store (nothing written if invalid)")
+    p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
+    p.add_argument("vm_id", help="VM id: the store key and the ISO's file name")
+    p.add_argument("spec", help="spec file (YAML or JSON), or - for standard input")
+    p.add_argument("--expect-revision", type=int, metavar="REV",
+                   help="write only if the stored spec is still at REV (0: must not exist)")
+    p.add_argument("-f", "--format", choices=FORMAT_NAMES, action="append",
+                   help="also check that this format can express the spec (repeatable)")
+
+    p = command("get", _get, "print a VM's spec as stored (its revision goes to stderr)")
+    p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
+    p.add_argument("vm_id")
+
+    p = command("delete", _delete, "remove a VM's spec from a store")
+    p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
+    p.add_argument("vm_id")
+    p.add_argument("--expect-revision", type=int, metavar="REV",
+                   help="delete only if the stored spec is still at REV")
+
+    p = command("list", _list, "list the VM ids in a store with their revisions")
+    p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from configdrive.stores import open_store
+    from configdrive.watch import Watcher
+
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    watcher = Watcher(open_store(args.source), args.out_dir, args.format,
+                      keep_deleted=args.keep_deleted, qmp_targets=_qmp_map(args.qmp_map),
+                      jobs=args.jobs)
+
+    def on_hangup(signum: int, frame: object) -> None:
+        if args.qmp_map:
+            try:
+                watcher.qmp_targets = _qmp_map(args.qmp_map)
+            except ConfigDriveError as err:
+                logging.getLogger("configdrive.watch").error("keeping the old QMP map: %s", err)
+        watcher.request_resync()
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: watcher.request_stop())
+    signal.signal(signal.SIGINT, lambda signum, frame: watcher.request_stop())
+    signal.signal(signal.SIGHUP, on_hangup)
+    try:
+        watcher.run(once=args.once)
+    finally:
+        watcher.store.close()
+    failed = watcher.counts["invalid"] + watcher.counts["failed"]
+    return EXIT_FAILURE if args.once and failed else EXIT_OK
+
+
+def _qmp_map(path: str | None) -> dict[str, Any]:
+    from configdrive.errors import QmpError
+
+    if not path:
+        return {}
+    from configdrive.qmp import load_targets
+    from configdrive.spec import parse_document
+
+    try:
+        with open(path, "rb") as handle:
+            data = parse_document(handle.read(), path)
+    except (OSError, SpecError) as err:
+        raise QmpError(f"cannot read the QMP map {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise QmpError(f"{path}: the QMP map must be a mapping of VM ids")
+    return load_targets(data)
+
+
+def _put(args: argparse.Namespace) -> int:
+    from configdrive.stores import open_store, put_spec
+
+    raw = sys.stdin.buffer.read() if args.spec == "-" else _read_bytes(args.spec)
+    store = open_store(args.store)
+    try:
+        revision = put_spec(store, args.vm_id, raw, args.expect_revision, args.format or ())
+    finally:
+        store.close()
+    print(f"{args.vm_id}: stored at revision {revision}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _read_bytes(path: str) -> bytes:
+    from configdrive.errors import Problem
+
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as err:
+        raise SpecError([Problem("", f"cannot read spec: {err.strerror}")], path) from err
+
+
+def _get(args: argparse.Namespace) -> int:
+    from configdrive.stores import open_store
+
+    store = open_store(args.store)
+    try:
+        record = store.get(args.vm_id)
+    finally:
+        store.close()
+    if record is None:
+        print(f"configdrive: {args.vm_id}: no spec in {store.url}", file=sys.stderr)
+        return EXIT_FAILURE
+    sys.stdout.buffer.write(record.raw)
+    sys.stdout.flush()
+    print(f"{args.vm_id}: revision {record.revision}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from configdrive.stores import open_store
+
+    store = open_store(args.store)
+    try:
+        removed = store.delete(args.vm_id, args.expect_revision)
+    finally:
+        store.close()
+    print(f"{args.vm_id}: {'deleted' if removed else 'no such spec'}", file=sys.stderr)
+    return EXIT_OK if removed else EXIT_FAILURE
+
+
+def _list(args: argparse.Namespace) -> int:
+    from configdrive.stores import open_store
+
+    store = open_store(args.store)
+    try:
+        snapshot = store.list()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"revision": snapshot.revision, "specs": {
+            vm_id: record.revision for vm_id, record in sorted(snapshot.records.items())}}, indent=2))
+    else:
+        for vm_id, record in sorted(snapshot.records.items()):
+            print(f"{vm_id}\t{record.revision}")
+    return EXIT_OK
