@@ -61,9 +61,7 @@ def test_probe_without_a_usable_kvm_device_is_tcg_and_cached(tmp_path: Path) -> 
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"not a kernel")
     cache = tmp_path / "cache" / "accel.json"
-    verdict = qemu.probe_accelerator(
-        kernel, cache=cache, qemu="python3", kvm_device=tmp_path / "no-kvm"
-    )
+    verdict = qemu.probe_accelerator(kernel, cache=cache, qemu="python3", kvm_device=tmp_path / "no-kvm")
     assert verdict == "tcg"
     assert json.loads(cache.read_text())["accel"] == "tcg"
 
