@@ -137,7 +137,8 @@ class Watcher:
     # --- the loop ------------------------------------------------------------------------
 
     def run(self, once: bool = False) -> None:
-        """Full sync, then apply changes as they come; with ``once``, the sync only."""
+        """Full sync (unless ``sync()`` already ran), then apply changes as they come; with
+        ``once``, the sync only."""
         try:
             self.out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as err:
@@ -146,7 +147,7 @@ class Watcher:
             self.sync("initial sync")
             return
         backoff = Backoff()
-        why: str | None = "initial sync"
+        why: str | None = "initial sync" if not self.revision else None
         while not self._stop.is_set():
             try:
                 if why or self._resync.is_set():

@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,7 +53,9 @@ def _import_etcd3() -> Any:
         if int(protobuf_version.split(".")[0]) >= 4:
             os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
     try:
-        import etcd3
+        with warnings.catch_warnings():  # its generated code uses protobuf calls now deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import etcd3
     except ImportError as err:
         raise StoreError(f"the etcd store needs: pip install 'configdrive[etcd]' ({err})") from err
     except TypeError as err:  # "Descriptors cannot be created directly": protobuf >= 4 loaded
