@@ -65,6 +65,7 @@ def main() -> int:
     parser.add_argument("--results", default=str(ROOT / "bench/RESULTS-watch.md"))
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="configdrive-watch-bench-"))
     etcd = EtcdServer(work / "etcd").start()
     url, out = f"{etcd.url}/bench/host1/", work / "out"
@@ -148,7 +149,9 @@ def main() -> int:
     Path(args.results).write_text(
         "# Watcher benchmark (`python bench/watch_bench.py`)\n\n"
         f"Measured {time.strftime('%Y-%m-%d')} on {machine}, etcd 3.4 on loopback, "
-        f"{args.updates} sequential updates.\n\n" + "\n".join(table) + "\n")
+        f"{args.updates} sequential updates. Load average (1 min) before the run "
+        f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}: other work on the machine slows the "
+        "sync in proportion.\n\n" + "\n".join(table) + "\n")
     print(f"wrote {args.results}", file=sys.stderr)
     return 0
 
