@@ -7,7 +7,7 @@ from typing import Any
 from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
 from configdrive.render.network import netplan_problems, render_netplan
-from configdrive.render.userdata import render_payload
+from configdrive.render.userdata import dump_yaml, render_payload
 
 LABEL = "cidata"
 
@@ -20,8 +20,6 @@ def problems(spec: VMSpec) -> list[Problem]:
 def render(spec: VMSpec) -> FileTree:
     """The NoCloud seed files. ``user-data`` is always written: cloud-init 22.4 skips a seed
     without it as "not a valid seed"."""
-    import yaml
-
     meta: dict[str, Any] = {
         "instance-id": spec.instance_id,
         # A dotted local-hostname gives the guest hostname <first label> and that fqdn.
@@ -34,16 +32,13 @@ def render(spec: VMSpec) -> FileTree:
     if spec.meta:
         meta["meta"] = dict(spec.meta)
     tree = {
-        "meta-data": _yaml(yaml, meta),
+        "meta-data": dump_yaml(meta),
         "user-data": render_payload(spec.user_data) or b"",
     }
     vendor = render_payload(spec.vendor_data)
     if vendor is not None:
         tree["vendor-data"] = vendor
     if spec.network:
-        tree["network-config"] = _yaml(yaml, render_netplan(spec.network))
+        tree["network-config"] = dump_yaml(render_netplan(spec.network))
     return tree
 
-
-def _yaml(yaml: Any, data: dict[str, Any]) -> bytes:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1 << 16).encode()  # type: ignore[no-any-return]

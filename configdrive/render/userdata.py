@@ -25,11 +25,21 @@ def render_payload(payload: str | Mapping[str, Any] | tuple[Part, ...] | None) -
 
 def render_cloud_config(config: Mapping[str, Any]) -> bytes:
     """A mapping as ``#cloud-config`` YAML, keys in the order given."""
+    return CLOUD_CONFIG_HEADER + dump_yaml(dict(config))
+
+
+def dump_yaml(data: Any) -> bytes:
+    """Block-style YAML, keys in the order given, long lines unfolded.
+
+    libyaml's emitter when PyYAML has it (5x faster, and the same bytes as the pure-Python
+    emitter for everything we write: the golden files pin them), else the pure-Python one.
+    """
     import yaml
 
-    body = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False,
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
                           allow_unicode=True, width=1 << 16)
-    return CLOUD_CONFIG_HEADER + body.encode()
+    return text.encode()
 
 
 def render_multipart(parts: tuple[Part, ...]) -> bytes:
