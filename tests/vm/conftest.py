@@ -1,0 +1,123 @@
+"""Fixtures for the booted-VM tests: the cached guest, the accelerator verdict, a boot runner.
+
+Per-boot times are printed in pytest's terminal summary and written to
+``$CONFIGDRIVE_VM_CACHE/last-run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import configdrive
+from configdrive import qemu
+
+from . import harness
+from .guest_image import GuestImage, cache_root, ensure_guest
+
+HOST_TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "ssh-keygen")
+_TIMES: list[dict[str, Any]] = []
+_BUILD: dict[str, Any] = {}
+
+
+@dataclass
+class VmRunner:
+    """Builds a seed from a spec with configdrive and boots the guest with it."""
+
+    image: GuestImage
+    accel: qemu.Accelerator
+    workdir: Path
+    boots: list[harness.Boot] = field(default_factory=list)
+
+    def disk(self, name: str) -> Path:
+        """A fresh copy-on-write disk over the guest image."""
+        return harness.make_overlay(self.image, self.workdir / f"{name}.qcow2")
+
+    def seed(self, name: str, spec: Mapping[str, Any], fmt: str) -> Path:
+        path = self.workdir / f"{name}.iso"
+        configdrive.write_file(path, configdrive.build_iso(configdrive.load_spec(dict(spec)), fmt))
+        return path
+
+    def boot(
+        self,
+        name: str,
+        disk: Path,
+        seed: Path,
+        nics: list[harness.Nic],
+        *,
+        machine: str = "q35",
+        bus: qemu.CdromBus | None = None,
+        report_paths: tuple[str, ...] = (),
+    ) -> harness.Boot:
+        console = self.workdir / f"{name}.console.log"
+        argv = harness.qemu_argv(
+            self.image, disk, seed, nics, console, accel=self.accel, machine=machine, bus=bus,
+            report_paths=report_paths,
+        )  # fmt: skip
+        try:
+            result = harness.boot(name, argv, console)
+        except harness.BootFailed:
+            _TIMES.append({"boot": name, "seconds": None, "accel": self.accel, "ok": False})
+            raise
+        (self.workdir / f"{name}.report.json").write_text(json.dumps(result.report, indent=1))
+        _TIMES.append(
+            {"boot": name, "seconds": round(result.seconds, 1), "accel": self.accel,
+             "guest_uptime": result.report.get("uptime"), "ok": True}
+        )  # fmt: skip
+        self.boots.append(result)
+        return result
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> GuestImage:
+    missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"VM tests need {', '.join(missing)} (see tests/vm/APT_PACKAGES)")
+    if os.geteuid() != 0:
+        pytest.fail("building the VM guest needs root (debootstrap, chroot)")
+    started = time.monotonic()
+    image, build_seconds = ensure_guest()
+    _BUILD.update(
+        image=str(image.directory),
+        build_seconds=None if build_seconds is None else round(build_seconds, 1),
+        wait_seconds=round(time.monotonic() - started, 1),
+    )
+    return image
+
+
+@pytest.fixture(scope="session")
+def vm(guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VmRunner]:
+    accel = qemu.probe_accelerator(guest_image.kernel, cache=cache_root() / "accel.json")
+    _BUILD["accel"] = accel
+    yield VmRunner(guest_image, accel, tmp_path_factory.mktemp("vm"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _TIMES and not _BUILD:
+        return
+    terminalreporter.section("VM boots")
+    if _BUILD:
+        built = _BUILD.get("build_seconds")
+        terminalreporter.write_line(
+            f"guest {_BUILD.get('image')}: "
+            + (f"built in {built} s" if built is not None else "cached")
+            + f", accelerator {_BUILD.get('accel')}"
+        )
+    for entry in _TIMES:
+        seconds = entry["seconds"]
+        shown = "FAILED" if seconds is None else f"{seconds:6.1f} s"
+        terminalreporter.write_line(f"{entry['boot']:<36} {shown}")
+    total = sum(e["seconds"] or 0 for e in _TIMES)
+    terminalreporter.write_line(f"{'total boot time':<36} {total:6.1f} s")
+    try:
+        (cache_root() / "last-run.json").write_text(json.dumps({"guest": _BUILD, "boots": _TIMES}, indent=1) + "\n")
+    except OSError:
+        pass

@@ -1,0 +1,359 @@
+"""Seeds built by configdrive, applied by real cloud-init 22.4 in a booted Debian 12 guest.
+
+Boots are expensive under TCG (60-180 s each), so each scenario boots once and several tests
+read its report:
+
+* ``lifecycle`` (per format): one rich first boot (hostname, fqdn, ed25519 + RSA keys, MIME
+  user-data, vendor-data, config-drive files, a DHCPv4 NIC and a static IPv6-only NIC with an
+  extra route and DNS); then the same disk rebooted with a seed that keeps the instance id but
+  changes everything else; then rebooted with a new instance id, hostname, key and address.
+* ``ipv6_only`` (per format): a static IPv6 address and default route, no IPv4 anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+import configdrive
+
+from .conftest import VmRunner
+from .harness import Boot, Nic
+
+pytestmark = pytest.mark.vm
+
+FORMATS = ["nocloud", "configdrive"]
+MAC_DHCP, MAC_V6 = "52:54:00:cd:00:01", "52:54:00:cd:00:02"
+# Each NIC gets a qemu user network of its own; restrict=on keeps all traffic inside qemu.
+# ipv4=on must be explicit: qemu takes a bare ipv6=on as "IPv6 only" and then serves no DHCPv4.
+NET_DHCP = "restrict=on,ipv4=on,ipv6=on"
+NET_V6 = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:1::/64,ipv6-host=2001:db8:1::1"
+# IPv4 stays on in qemu, so a guest that wrongly ran DHCP would get an address.
+NET_V6_ONLY = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:5::/64,ipv6-host=2001:db8:5::1"
+REPORT_PATHS = (
+    "/var/tmp/cd/bootcmd.log",
+    "/var/tmp/cd/runcmd.log",
+    "/var/tmp/cd/script-part.log",
+    "/var/tmp/cd/vendor.txt",
+    "/etc/configdrive-test/motd.txt",
+    "/etc/configdrive-test/nested/dir/data.json",
+)
+FILES = [
+    {"path": "/etc/configdrive-test/motd.txt", "content": "hello from config-2 files\n"},
+    {"path": "/etc/configdrive-test/nested/dir/data.json", "content": '{"answer": 42}\n'},
+]
+
+
+@dataclass(frozen=True)
+class Keys:
+    ed25519: str
+    rsa: str
+    later: str  # the key the metadata change adds
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """Fresh OpenSSH public keys (only the public halves are used)."""
+    folder = tmp_path_factory.mktemp("keys")
+
+    def make(name: str, *args: str) -> str:
+        path = folder / name
+        subprocess.run(
+            ["ssh-keygen", "-q", "-N", "", "-C", f"{name}@configdrive-test", "-f", str(path), *args],
+            check=True,
+        )
+        return path.with_suffix(".pub").read_text().strip()
+
+    return Keys(make("ed", "-t", "ed25519"), make("rsa", "-t", "rsa", "-b", "2048"),
+                make("later", "-t", "ed25519"))  # fmt: skip
+
+
+def user_data_parts(label: str) -> list[dict[str, str]]:
+    """MIME multipart user-data: a cloud-config part and a shell-script part."""
+    cloud_config = f"""#cloud-config
+manage_etc_hosts: true
+bootcmd:
+  - mkdir -p /var/tmp/cd
+  - echo "bootcmd {label} $(cat /proc/sys/kernel/random/boot_id)" >> /var/tmp/cd/bootcmd.log
+runcmd:
+  - echo "runcmd {label}" >> /var/tmp/cd/runcmd.log
+"""
+    script = f"""#!/bin/sh
+echo "script part {label}" >> /var/tmp/cd/script-part.log
+"""
+    return [
+        {"content_type": "text/cloud-config", "content": cloud_config},
+        {"content_type": "text/x-shellscript", "content": script, "filename": "part.sh"},
+    ]
+
+
+def vendor_data(label: str) -> dict[str, Any]:
+    """Vendor cloud-config. It uses a key user-data does not: cloud-init merges vendor-data
+    under user-data key by key, so a vendor ``runcmd`` would be replaced by the user's."""
+    return {
+        "write_files": [{"path": "/var/tmp/cd/vendor.txt", "content": f"vendor {label}\n"}],
+    }
+
+
+def lifecycle_spec(
+    fmt: str, keys: Keys, *, instance_id: str, hostname: str, key_list: list[str],
+    v6_address: str, label: str,
+) -> dict[str, Any]:  # fmt: skip
+    spec: dict[str, Any] = {
+        "instance_id": instance_id,
+        "hostname": hostname,
+        "fqdn": f"{hostname}.example.test",
+        "ssh_authorized_keys": key_list,
+        "user_data_parts": user_data_parts(label),
+        "vendor_data": vendor_data(label),
+        "network": {
+            "ethernets": {
+                "eth0": {"match": {"macaddress": MAC_DHCP}, "set-name": "eth0", "dhcp4": True},
+                "eth1": {
+                    "match": {"macaddress": MAC_V6},
+                    "set-name": "eth1",
+                    "addresses": [f"{v6_address}/64"],
+                    "routes": [{"to": "2001:db8:2::/64", "via": "2001:db8:1::1"}],
+                    "nameservers": {"addresses": ["2001:db8:1::3"], "search": ["example.test"]},
+                    "accept-ra": False,
+                },
+            }
+        },
+    }
+    if fmt == "configdrive":
+        spec["files"] = FILES
+    return spec
+
+
+def expected_instance_id(spec: dict[str, Any], fmt: str) -> str:
+    """What cloud-init will call the instance: meta-data instance-id, or config-2's uuid."""
+    if fmt == "nocloud":
+        return str(spec["instance_id"])
+    tree = configdrive.render(configdrive.load_spec(spec), "configdrive")
+    return str(json.loads(tree["openstack/latest/meta_data.json"])["uuid"])
+
+
+@dataclass
+class Lifecycle:
+    fmt: str
+    first: Boot
+    same_iid: Boot
+    new_iid: Boot
+    specs: dict[str, dict[str, Any]]
+
+    def boots(self) -> list[Boot]:
+        return [self.first, self.same_iid, self.new_iid]
+
+
+@pytest.fixture(scope="module", params=FORMATS)
+def lifecycle(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Iterator[Lifecycle]:
+    fmt: str = request.param
+    disk = vm.disk(f"lifecycle-{fmt}")
+    nics = [Nic(MAC_DHCP, NET_DHCP), Nic(MAC_V6, NET_V6)]
+    bus = {"nocloud": "sata", "configdrive": "ide"}[fmt]
+    specs = {
+        "first": lifecycle_spec(
+            fmt, keys, instance_id=f"iid-{fmt}-1", hostname="alpha",
+            key_list=[keys.ed25519, keys.rsa], v6_address="2001:db8:1::10", label="first",
+        ),
+        # same instance id; hostname, key, address and user-data all changed
+        "same_iid": lifecycle_spec(
+            fmt, keys, instance_id=f"iid-{fmt}-1", hostname="bravo",
+            key_list=[keys.ed25519, keys.later], v6_address="2001:db8:1::20", label="same_iid",
+        ),
+        "new_iid": lifecycle_spec(
+            fmt, keys, instance_id=f"iid-{fmt}-2", hostname="charlie",
+            key_list=[keys.ed25519, keys.later], v6_address="2001:db8:1::20", label="new_iid",
+        ),
+    }  # fmt: skip
+    boots = {}
+    for step, spec in specs.items():
+        seed = vm.seed(f"lifecycle-{fmt}-{step}", spec, fmt)
+        boots[step] = vm.boot(
+            f"lifecycle-{fmt}-{step}", disk, seed, nics, bus=bus,  # type: ignore[arg-type]
+            report_paths=REPORT_PATHS,
+        )  # fmt: skip
+    yield Lifecycle(fmt, boots["first"], boots["same_iid"], boots["new_iid"], specs)
+
+
+@pytest.fixture(scope="module", params=FORMATS)
+def ipv6_only(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Boot:
+    fmt: str = request.param
+    spec = {
+        "instance_id": f"iid-{fmt}-v6only",
+        "hostname": "sixonly",
+        "ssh_authorized_keys": [keys.ed25519],
+        "network": {
+            "ethernets": {
+                "eth0": {
+                    "match": {"macaddress": MAC_V6},
+                    "set-name": "eth0",
+                    "addresses": ["2001:db8:5::10/64"],
+                    "routes": [{"to": "default", "via": "2001:db8:5::1"}],
+                    "nameservers": {"addresses": ["2001:db8:5::3"]},
+                    "accept-ra": False,
+                }
+            }
+        },
+    }
+    seed = vm.seed(f"ipv6-only-{fmt}", spec, fmt)
+    return vm.boot(
+        f"ipv6-only-{fmt}", vm.disk(f"ipv6-only-{fmt}"), seed, [Nic(MAC_V6, NET_V6_ONLY)],
+        machine="pc" if fmt == "nocloud" else "q35", bus="virtio-scsi",
+    )  # fmt: skip
+
+
+# --- report helpers ----------------------------------------------------------------------------
+
+
+def addresses(report: dict[str, Any], ifname: str, family: str) -> list[str]:
+    return [
+        a["local"]
+        for link in report["ip_addr"]
+        if link["ifname"] == ifname
+        for a in link.get("addr_info", [])
+        if a["family"] == family
+    ]
+
+
+def file_text(report: dict[str, Any], path: str) -> str | None:
+    value = report["files"].get(path)
+    return None if value is None else str(value)
+
+
+def lines(report: dict[str, Any], path: str) -> list[str]:
+    return (file_text(report, path) or "").splitlines()
+
+
+def assert_cloud_init_clean(boot: Boot) -> None:
+    report = boot.report
+    assert "report_error" not in report, report
+    assert report["status_rc"] == 0 and "status: done" in report["status"], report["status"]
+    assert report["cloud_init_log"]["warnings"] == [], "\n".join(report["cloud_init_log"]["warnings"])
+    assert report["cloud_init_log"]["tracebacks"] == [], "\n\n".join(report["cloud_init_log"]["tracebacks"])
+    assert report["failed_units"].strip() == "", report["failed_units"]
+
+
+# --- first boot --------------------------------------------------------------------------------
+
+
+def test_first_boot_identity(lifecycle: Lifecycle) -> None:
+    report, spec = lifecycle.first.report, lifecycle.specs["first"]
+    assert report["datasource"] == {"nocloud": "nocloud", "configdrive": "openstack"}[lifecycle.fmt]
+    assert report["instance_id"] == expected_instance_id(spec, lifecycle.fmt)
+    assert report["hostname"] == "alpha"
+    assert report["fqdn"] == "alpha.example.test"
+
+
+def test_first_boot_ssh_keys_for_default_user(lifecycle: Lifecycle, keys: Keys) -> None:
+    authorized = lifecycle.first.report["authorized_keys"]
+    assert set((authorized["debian"] or "").splitlines()) == {keys.ed25519, keys.rsa}
+    # disable_root (the default): root gets the keys behind a "log in as debian" command
+    for line in (authorized["root"] or "").splitlines():
+        assert line.startswith("no-port-forwarding,") and 'command="echo' in line
+
+
+def test_first_boot_two_nics(lifecycle: Lifecycle) -> None:
+    report = lifecycle.first.report
+    assert addresses(report, "eth0", "inet") == ["10.0.2.15"], "DHCPv4 from qemu user net"
+    assert "2001:db8:1::10" in addresses(report, "eth1", "inet6")
+    assert addresses(report, "eth1", "inet") == []
+    routes = [(r["dst"], r.get("gateway"), r.get("dev")) for r in report["ip6_route"]]
+    assert ("2001:db8:2::/64", "2001:db8:1::1", "eth1") in routes
+    resolv = file_text(report, "/etc/resolv.conf") or ""
+    assert "nameserver 2001:db8:1::3" in resolv
+    assert "example.test" in resolv
+
+
+def test_mime_multipart_both_parts_apply(lifecycle: Lifecycle) -> None:
+    report = lifecycle.first.report
+    assert lines(report, "/var/tmp/cd/runcmd.log") == ["runcmd first"]  # cloud-config part
+    assert lines(report, "/var/tmp/cd/script-part.log") == ["script part first"]  # script part
+
+
+def test_vendor_data_and_user_data_both_apply(lifecycle: Lifecycle) -> None:
+    report = lifecycle.first.report
+    assert lines(report, "/var/tmp/cd/vendor.txt") == ["vendor first"]
+    assert lines(report, "/var/tmp/cd/runcmd.log") == ["runcmd first"]
+
+
+@pytest.mark.parametrize("lifecycle", ["configdrive"], indirect=True)
+def test_config_drive_files_land(lifecycle: Lifecycle) -> None:
+    for entry in FILES:
+        assert file_text(lifecycle.first.report, entry["path"]) == entry["content"]
+
+
+# --- reboots -----------------------------------------------------------------------------------
+
+
+def test_reboot_same_instance_id(lifecycle: Lifecycle, keys: Keys) -> None:
+    """Same instance id, everything else changed: per-instance config is not re-applied."""
+    first, again = lifecycle.first.report, lifecycle.same_iid.report
+    assert again["boot_id"] != first["boot_id"]
+    assert again["instance_id"] == first["instance_id"]
+    assert again["instances"] == first["instances"]
+    # per-instance modules do not run again: no new key, no runcmd, no script, same host keys
+    assert keys.later not in (again["authorized_keys"]["debian"] or "")
+    assert lines(again, "/var/tmp/cd/runcmd.log") == ["runcmd first"]
+    assert lines(again, "/var/tmp/cd/script-part.log") == ["script part first"]
+    assert again["host_keys"] == first["host_keys"]
+    # network config is not re-rendered for a known instance: the old address stays
+    assert "2001:db8:1::10" in addresses(again, "eth1", "inet6")
+    assert "2001:db8:1::20" not in addresses(again, "eth1", "inet6")
+    # per-boot modules run with the new user-data
+    assert [line.split()[:2] for line in lines(again, "/var/tmp/cd/bootcmd.log")] == [
+        ["bootcmd", "first"],
+        ["bootcmd", "same_iid"],
+    ]
+
+
+def test_reboot_new_instance_id(lifecycle: Lifecycle, keys: Keys) -> None:
+    """A new instance id: cloud-init treats the disk as a new instance and re-applies it all."""
+    first, new = lifecycle.first.report, lifecycle.new_iid.report
+    assert new["instance_id"] == expected_instance_id(lifecycle.specs["new_iid"], lifecycle.fmt)
+    assert new["instance_id"] != first["instance_id"]
+    assert sorted(new["instances"]) == sorted({*first["instances"], new["instance_id"]})
+    assert new["hostname"] == "charlie"
+    assert new["fqdn"] == "charlie.example.test"
+    assert keys.later in (new["authorized_keys"]["debian"] or "").splitlines()
+    assert lines(new, "/var/tmp/cd/runcmd.log") == ["runcmd first", "runcmd new_iid"]
+    assert lines(new, "/var/tmp/cd/script-part.log") == ["script part first", "script part new_iid"]
+    assert lines(new, "/var/tmp/cd/vendor.txt") == ["vendor new_iid"]
+    assert new["host_keys"] != first["host_keys"]
+    assert "2001:db8:1::20" in addresses(new, "eth1", "inet6")
+    assert "2001:db8:1::10" not in addresses(new, "eth1", "inet6")
+    assert addresses(new, "eth0", "inet") == ["10.0.2.15"]
+
+
+def test_lifecycle_cloud_init_clean(lifecycle: Lifecycle) -> None:
+    for boot in lifecycle.boots():
+        assert_cloud_init_clean(boot)
+
+
+# --- IPv6 only ---------------------------------------------------------------------------------
+
+
+def test_ipv6_only(ipv6_only: Boot) -> None:
+    report = ipv6_only.report
+    nics = [link["ifname"] for link in report["ip_addr"] if link["ifname"] != "lo"]
+    assert nics == ["eth0"]
+    assert "2001:db8:5::10" in addresses(report, "eth0", "inet6")
+    assert all(addresses(report, nic, "inet") == [] for nic in nics), "no IPv4 on any NIC"
+    assert report["ip_route"] == [], "no IPv4 routes at all"
+    defaults = [(r.get("gateway"), r.get("dev")) for r in report["ip6_route"] if r["dst"] == "default"]
+    assert defaults == [("2001:db8:5::1", "eth0")]
+    assert "nameserver 2001:db8:5::3" in (file_text(report, "/etc/resolv.conf") or "")
+
+
+def test_ipv6_only_cloud_init_clean(ipv6_only: Boot) -> None:
+    assert_cloud_init_clean(ipv6_only)
+
+
+def test_report_paths_exist(lifecycle: Lifecycle) -> None:
+    """Guard against a silent report: every path the tests read was reported (maybe as null)."""
+    assert set(REPORT_PATHS) <= set(lifecycle.first.report["files"])
