@@ -44,6 +44,7 @@ class Result:
     size: int = 0
     problems: tuple[Problem, ...] = ()
     error: str = ""
+    instance_id: str = ""
 
 
 def rebuild(vm_id: str, raw: bytes, revision: int, fmt: str, path: str,
@@ -52,11 +53,13 @@ def rebuild(vm_id: str, raw: bytes, revision: int, fmt: str, path: str,
 
     ``known_digest`` None means "not built by this process yet": the file on disk is compared.
     A module-level function so that worker processes can run it during a large sync."""
+    from configdrive.render import instance_id
     from configdrive.seed import build_iso
     from configdrive.spec import parse_spec
 
     try:
-        data = build_iso(parse_spec(raw, vm_id), fmt)
+        spec = parse_spec(raw, vm_id)
+        data = build_iso(spec, fmt)
     except SpecError as err:
         return Result(vm_id, revision, "invalid", problems=tuple(err.problems))
     except ConfigDriveError as err:
@@ -65,12 +68,12 @@ def rebuild(vm_id: str, raw: bytes, revision: int, fmt: str, path: str,
     if known_digest is None:
         known_digest = _file_digest(path)
     if digest == known_digest:
-        return Result(vm_id, revision, "unchanged", digest, len(data))
+        return Result(vm_id, revision, "unchanged", digest, len(data), instance_id=instance_id(spec, fmt))
     try:
         write_file(path, data)
     except ConfigDriveError as err:
         return Result(vm_id, revision, "failed", error=str(err))
-    return Result(vm_id, revision, "written", digest, len(data))
+    return Result(vm_id, revision, "written", digest, len(data), instance_id=instance_id(spec, fmt))
 
 
 def _rebuild_args(args: tuple[str, bytes, int, str, str, bytes | None]) -> Result:
@@ -120,6 +123,7 @@ class Watcher:
         self.counts: Counter[str] = Counter()
         self.revision = 0  # the store revision everything up to which has been applied
         self._built: dict[str, tuple[int, bytes]] = {}  # vm_id -> (spec revision, ISO digest)
+        self._instance_ids: dict[str, str] = {}  # vm_id -> instance id of the ISO last built
         self._stop = threading.Event()
         self._resync = threading.Event()
 
@@ -276,11 +280,22 @@ class Watcher:
             return
         assert result.digest is not None
         self._built[vm_id] = (result.revision, result.digest)
+        previous_iid = self._instance_ids.get(vm_id)
+        self._instance_ids[vm_id] = result.instance_id
         if result.outcome == "unchanged":
             log.debug("%s: %s at revision %d, ISO content unchanged", vm_id, why, result.revision)
             return
         log.log(logging.DEBUG if quiet else logging.INFO, "%s: rebuilt %s (%s, revision %d, %d bytes)", vm_id,
                 self.iso_path(vm_id).name, why, result.revision, result.size)
+        # Users expect a changed seed to take effect; cloud-init re-applies per-instance config
+        # (keys, network, runcmd) only when the instance id changes, so say which case this is.
+        if previous_iid == result.instance_id:
+            log.warning("%s: seed changed but its instance id %r did not: cloud-init will not re-run "
+                        "per-instance config (keys, network, runcmd) on the next boot; change "
+                        "instance_id for that", vm_id, result.instance_id)
+        elif previous_iid is not None:
+            log.info("%s: new instance id %r (was %r): cloud-init will treat the next boot as a new "
+                     "instance", vm_id, result.instance_id, previous_iid)
         self._swap(vm_id)
 
     def _swap(self, vm_id: str) -> None:

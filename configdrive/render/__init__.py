@@ -8,7 +8,8 @@ from configdrive.errors import SpecError
 from configdrive.model import FileTree, VMSpec
 from configdrive.render import configdrive, nocloud
 
-#: Format name -> renderer module with ``LABEL``, ``problems(spec)`` and ``render(spec)``.
+#: Format name -> renderer module with ``LABEL``, ``problems(spec)``, ``render(spec)`` and
+#: ``instance_id(spec)``.
 FORMATS: dict[str, ModuleType] = {"nocloud": nocloud, "configdrive": configdrive}
 
 
@@ -28,6 +29,11 @@ def render(spec: VMSpec, fmt: str = "nocloud") -> FileTree:
         raise SpecError(problems)
     tree: FileTree = module.render(spec)
     return tree
+
+
+def instance_id(spec: VMSpec, fmt: str) -> str:
+    """The instance id cloud-init will see in this format (config-2 uses ``uuid``)."""
+    return str(renderer(fmt).instance_id(spec))
 
 
 def label(fmt: str) -> str:

@@ -52,6 +52,11 @@ def since(version: str, first: str) -> bool:
     return version == OS_LATEST or VERSIONS.index(version) >= VERSIONS.index(first)
 
 
+def instance_id(spec: VMSpec) -> str:
+    """The instance id cloud-init reads from this format."""
+    return spec.uuid
+
+
 def problems(spec: VMSpec) -> list[Problem]:
     """What a config drive cannot carry from this spec."""
     return network_data_problems(spec.network) if spec.network else []

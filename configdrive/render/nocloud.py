@@ -12,6 +12,11 @@ from configdrive.render.userdata import dump_yaml, render_payload
 LABEL = "cidata"
 
 
+def instance_id(spec: VMSpec) -> str:
+    """The instance id cloud-init reads from this format."""
+    return spec.instance_id
+
+
 def problems(spec: VMSpec) -> list[Problem]:
     """What NoCloud cannot carry from this spec."""
     return netplan_problems(spec.network) if spec.network else []

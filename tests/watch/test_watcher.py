@@ -76,6 +76,20 @@ def test_an_invalid_spec_keeps_the_last_good_iso(store: SpecStore, tmp_path: Pat
     assert "SECRET-1" not in caplog.text and "not a host" not in caplog.text
 
 
+def test_logs_whether_cloud_init_will_act_on_a_change(store: SpecStore, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "out"
+    caplog.set_level(logging.INFO, "configdrive")
+    put_spec(store, "a", spec("a", 1))
+    with running(Watcher(store, out)) as watcher:
+        put_spec(store, "a", spec("a", 2))  # new hostname, same instance id
+        wait_for(lambda: converged(out, {"a": 2}), 10, "a's rebuild")
+        wait_for(lambda: "will not re-run per-instance config" in caplog.text, 10, "the warning")
+        put_spec(store, "a", spec("a", 3).replace(b"iid-a", b"iid-a-v2"))
+        wait_for(lambda: "new instance id 'iid-a-v2' (was 'iid-a')" in caplog.text, 10, "the notice")
+        assert watcher.counts["written"] >= 3
+
+
 def test_a_thousand_updates_while_the_watcher_runs(store_url: str, tmp_path: Path) -> None:
     store = open_store(store_url)
     out, vms = tmp_path / "out", [f"vm{i:02d}" for i in range(20)]
