@@ -15,7 +15,7 @@ import os
 import re
 import struct
 import time as clock_module
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -54,28 +54,36 @@ def build_epoch() -> int:
 def iso9660_names(tree: FileTree) -> dict[str, str]:
     """Map each path of the tree (and its parent folders) to a unique ISO 9660 level-3 name.
     Readers that know Rock Ridge or Joliet never see these; they keep the image valid."""
-    names: dict[str, str] = {"": "/"}
+    folders: set[str] = set()
+    for path in tree:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in folders:
+            folders.add(parent)
+            parent = parent.rpartition("/")[0]
+    if not folders.isdisjoint(tree):
+        raise IsoError(f"{sorted(folders.intersection(tree))[0]!r} is both a file and a folder")
+    names: dict[str, str] = {"": ""}
     taken: dict[str, set[tuple[str, str]]] = {}
-    for path in sorted({p for f in tree for p in _parents(f)} | set(tree)):
+    for path in sorted(folders.union(tree)):
         parent, _, leaf = path.rpartition("/")
         is_file = path in tree
-        stem, dot, ext = leaf.upper().rpartition(".") if is_file and "." in leaf else (leaf.upper(), "", "")
-        stem, ext = _D_CHARS.sub("_", stem)[:24] or "_", _D_CHARS.sub("_", ext)[:6]
+        stem, ext = _stem_and_extension(leaf, is_file)
         used = taken.setdefault(parent, set())
         candidate, n = stem, 0
         while (candidate, ext) in used:
             n += 1
             candidate = f"{stem[:20]}_{n:03d}"
         used.add((candidate, ext))
-        iso_leaf = f"{candidate}.{ext};1" if is_file else candidate
-        names[path] = f"{names[parent].rstrip('/')}/{iso_leaf}"
+        names[path] = f"{names[parent]}/{candidate}.{ext};1" if is_file else f"{names[parent]}/{candidate}"
+    names[""] = "/"
     return names
 
 
-def _parents(path: str) -> Iterator[str]:
-    parts = path.split("/")[:-1]
-    for i in range(1, len(parts) + 1):
-        yield "/".join(parts[:i])
+@lru_cache(maxsize=4096)
+def _stem_and_extension(leaf: str, is_file: bool) -> tuple[str, str]:
+    """d-characters only: ``meta_data.json`` -> ``("META_DATA", "JSON")``; folders have no extension."""
+    stem, _, ext = leaf.upper().rpartition(".") if is_file and "." in leaf else (leaf.upper(), "", "")
+    return _D_CHARS.sub("_", stem)[:24] or "_", _D_CHARS.sub("_", ext)[:6]
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -207,6 +215,7 @@ def _folders(tree: FileTree) -> _Folder:
     return root
 
 
+@lru_cache(maxsize=4096)
 def _joliet(name: str) -> bytes:
     encoded = name.encode("utf-16-be", "surrogatepass")
     if len(encoded) > 128:
