@@ -1,0 +1,465 @@
+"""Seed builder benchmark: configdrive (in-process) against genisoimage, xorriso, cloud-localds and
+openstacksdk on the same files, on this machine, in one run. Prints tables; writes bench/RESULTS.md.
+
+    bench/setup.sh                 # once: apt tools + openstacksdk in bench/.venv
+    python3 bench/run.py           # about 3 minutes; --quick for a smoke run
+
+Python paths are timed in-process (a fresh worker process per workload); commands as whole
+processes with hyperfine. Peers get the files configdrive rendered, so everyone writes the same
+content (openstacksdk writes what its API can express; see the notes in the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+VENV_PYTHON = BENCH / ".venv" / "bin" / "python"
+sys.path.insert(0, str(ROOT))
+
+KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y "
+       "alice@example")
+
+
+# --- workloads ----------------------------------------------------------------------------------
+
+def typical_spec(i: int = 0, user_data: Any = None) -> dict[str, Any]:
+    """Two NICs (DHCPv4 + static), a key, ~1 KB cloud-config user-data, vendor-data: 4 NoCloud files."""
+    mac = f"52:54:00:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
+    mac2 = f"52:54:01:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}"
+    return {
+        "instance_id": f"iid-bench-{i:05d}",
+        "hostname": f"vm{i:05d}",
+        "fqdn": f"vm{i:05d}.example.org",
+        "availability_zone": "zone-a",
+        "meta": {"role": "web", "owner": "team-blue"},
+        "ssh_authorized_keys": [KEY],
+        "user_data": user_data if user_data is not None else {
+            "package_update": True,
+            "packages": ["nginx", "curl", "jq", "prometheus-node-exporter"],
+            "users": [{"name": "deploy", "groups": ["sudo"], "shell": "/bin/bash",
+                       "sudo": "ALL=(ALL) NOPASSWD:ALL", "ssh_authorized_keys": [KEY]}],
+            "write_files": [
+                {"path": "/etc/nginx/conf.d/app.conf", "permissions": "0644", "content":
+                 "server {\n  listen 80;\n  server_name _;\n  location / { proxy_pass "
+                 f"http://127.0.0.1:8080; }}\n}}\n# vm {i}\n"},
+                {"path": "/etc/motd", "content": f"vm{i:05d}: managed by configdrive\n"},
+            ],
+            "runcmd": [["systemctl", "enable", "--now", "nginx"],
+                       ["sh", "-c", "echo ready > /var/tmp/ready"]],
+        },
+        "vendor_data": "#cloud-config\nbootcmd:\n  - [sh, -c, \"echo vendor > /var/tmp/vendor\"]\n",
+        "network": {"version": 2, "ethernets": {
+            "eth0": {"match": {"macaddress": mac}, "set-name": "eth0", "dhcp4": True},
+            "eth1": {"match": {"macaddress": mac2}, "set-name": "eth1",
+                     "addresses": [f"10.{(i >> 8) & 255}.{i & 255}.10/16"],
+                     "routes": [{"to": "192.168.0.0/16", "via": f"10.{(i >> 8) & 255}.0.1"}],
+                     "nameservers": {"addresses": ["10.0.0.53"], "search": ["example.org"]}},
+        }},
+    }
+
+
+def big_user_data(size: int = 60 * 1024) -> str:
+    lines = ["#!/bin/sh", "set -eu"]
+    n = 0
+    while sum(len(line) + 1 for line in lines) < size:
+        lines.append(f"echo 'provisioning step {n:05d}: configure, verify, record' >> /var/log/p.log")
+        n += 1
+    return "\n".join(lines) + "\n"
+
+
+WORKLOADS = {
+    "nocloud-typical": ("nocloud", lambda: typical_spec()),
+    "configdrive-full": ("configdrive", lambda: typical_spec()),
+    "nocloud-60k-user-data": ("nocloud", lambda: typical_spec(user_data=big_user_data())),
+}
+
+
+# --- configdrive, in-process (run as a worker: a fresh process per workload) --------------------
+
+def worker(args: list[str]) -> None:
+    """``run.py --worker FMT SPEC.json RUNS``: times data -> validated -> ISO bytes, prints JSON."""
+    fmt, spec_path, runs = args[0], args[1], int(args[2])
+    from configdrive.iso import pack_iso
+    from configdrive.render import label, render
+    from configdrive.seed import build_iso
+    from configdrive.spec import spec_from_data
+
+    data = json.loads(Path(spec_path).read_text())
+    for _ in range(20):
+        build_iso(spec_from_data(data), fmt)
+    times, stages = [], {"validate": [], "render": [], "pack": []}
+    clock = time.perf_counter_ns
+    for _ in range(runs):
+        t0 = clock()
+        build_iso(spec_from_data(data), fmt)
+        times.append(clock() - t0)
+    for _ in range(max(50, runs // 4)):
+        t0 = clock()
+        spec = spec_from_data(data)
+        t1 = clock()
+        tree = render(spec, fmt)
+        t2 = clock()
+        pack_iso(tree, label(fmt))
+        t3 = clock()
+        for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+            stages[name].append(value)
+    image = build_iso(spec_from_data(data), fmt)
+    print(json.dumps({"times": [t / 1e9 for t in times], "size": len(image),
+                      "sha256": hashlib.sha256(image).hexdigest(),
+                      "stages": {k: statistics.median(v) / 1e6 for k, v in stages.items()},
+                      "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def batch_worker(args: list[str]) -> None:
+    """``run.py --batch-worker FMT COUNT OUTDIR``: COUNT distinct specs -> validated -> ISO -> file."""
+    fmt, count, out = args[0], int(args[1]), Path(args[2])
+    from configdrive.output import write_file
+    from configdrive.seed import build_iso
+    from configdrive.spec import spec_from_data
+
+    specs = [typical_spec(i) for i in range(count)]
+    t0 = time.perf_counter()
+    images = []
+    for i, data in enumerate(specs):
+        image = build_iso(spec_from_data(data), fmt)
+        write_file(out / f"{i:05d}.iso", image)
+        images.append(image)
+    total = time.perf_counter() - t0
+    floor_dir = out / "floor"
+    floor_dir.mkdir()
+    t0 = time.perf_counter()
+    for i, image in enumerate(images):  # the floor: the same bytes, from memory, plain writes
+        with open(floor_dir / f"{i:05d}.iso", "wb") as handle:
+            handle.write(image)
+    floor = time.perf_counter() - t0
+    fsync_dir = out / "floor-fsync"
+    fsync_dir.mkdir()
+    t0 = time.perf_counter()
+    for i, image in enumerate(images[:1000]):  # as write_file does: temp file, fsync, rename, fsync dir
+        write_file(fsync_dir / f"{i:05d}.iso", image)
+    fsync_floor = (time.perf_counter() - t0) * count / min(count, 1000)
+    print(json.dumps({"total": total, "floor": floor, "fsync_floor": fsync_floor,
+                      "distinct": len({hashlib.sha256(i).digest() for i in images}),
+                      "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+def run_json(cmd: list[str], **kw: Any) -> Any:
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def hyperfine(cmd: list[str], runs: int, cwd: Path, env: dict[str, str] | None = None) -> list[float]:
+    """Whole-process times of ``cmd`` (seconds), no shell in between."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(["hyperfine", "-N", "--style", "none", "--warmup", "3", "--runs", str(runs),
+                        "--export-json", out.name, shlex.join(cmd)], check=True, cwd=cwd, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return list(json.loads(Path(out.name).read_text())["results"][0]["times"])
+
+
+RSS_PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
+
+
+def peak_rss(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
+    """Peak RSS of the largest process in ``cmd``'s tree (ru_maxrss of waited-for descendants)."""
+    done = subprocess.run([sys.executable, "-c", RSS_PROBE, *cmd], check=True, cwd=cwd, env=env,
+                          capture_output=True, text=True)
+    return int(done.stdout.strip())
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def peer_commands(fmt: str, tree: Path, out: Path) -> dict[str, list[str]]:
+    label = "cidata" if fmt == "nocloud" else "config-2"
+    cmds = {
+        "genisoimage -J -r": ["genisoimage", "-quiet", "-J", "-r", "-V", label, "-o", str(out), str(tree)],
+        "xorriso -as mkisofs": ["xorriso", "-as", "mkisofs", "-quiet", "-J", "-r", "-V", label,
+                                "-o", str(out), str(tree)],
+    }
+    if fmt == "nocloud":
+        extra = []
+        if (tree / "network-config").exists():
+            extra += ["-N", str(tree / "network-config")]
+        if (tree / "vendor-data").exists():
+            extra += ["-V", str(tree / "vendor-data")]
+        cmds["cloud-localds"] = ["cloud-localds", *extra, str(out), str(tree / "user-data"),
+                                 str(tree / "meta-data")]
+    return cmds
+
+
+def openstack_peer(tree: Path, runs: int, work: Path) -> dict[str, Any] | None:
+    """openstacksdk's configdrive.build in its own venv, in-process (it runs genisoimage itself)."""
+    if not VENV_PYTHON.exists():
+        return None
+    latest = tree / "openstack" / "latest"
+    versions = sorted(p.name for p in (tree / "openstack").iterdir() if p.name != "content")
+    payload = {
+        "metadata": json.loads((latest / "meta_data.json").read_text()),
+        "user_data": (latest / "user_data").read_text() if (latest / "user_data").exists() else None,
+        "versions": versions,
+        "network_data": json.loads((latest / "network_data.json").read_text())
+        if (latest / "network_data.json").exists() else None,
+        "vendor_data": json.loads((latest / "vendor_data.json").read_text()),
+        "runs": runs,
+    }
+    spec = work / "openstack-input.json"
+    spec.write_text(json.dumps(payload))
+    result = run_json([str(VENV_PYTHON), str(BENCH / "openstack_worker.py"), str(spec)])
+    time.sleep(1.1)
+    again = run_json([str(VENV_PYTHON), str(BENCH / "openstack_worker.py"), str(spec), "1"])
+    result["identical"] = again["sha256"] == result["sha256"]
+    return result
+
+
+def row(tool: str, times: list[float], size: int, rss: int, identical: bool | None, note: str = "",
+        stages: dict[str, float] | None = None) -> dict[str, Any]:
+    return {"tool": tool, "median_ms": statistics.median(times) * 1e3, "p95_ms": pct(times, 0.95) * 1e3,
+            "runs": len(times), "size": size, "rss_mib": rss / 2**20, "identical": identical,
+            "note": note, "stages": stages}
+
+
+def bench_workload(name: str, fmt: str, data: dict[str, Any], work: Path, quick: bool) -> list[dict[str, Any]]:
+    from configdrive.output import write_tree
+    from configdrive.render import render
+    from configdrive.spec import spec_from_data
+
+    spec_file = work / f"{name}.json"
+    spec_file.write_text(json.dumps(data))
+    runs = 100 if quick else 1000
+    ours = run_json([sys.executable, __file__, "--worker", fmt, str(spec_file), str(runs)])
+    env = dict(os.environ, TZ="Pacific/Kiritimati")
+    time.sleep(1.1)  # rebuild later, in another process and time zone
+    again = run_json([sys.executable, __file__, "--worker", fmt, str(spec_file), "1"], env=env)
+    rows = [row("configdrive (in-process)", ours["times"], ours["size"], ours["rss"],
+                again["sha256"] == ours["sha256"], "data -> validate -> render -> ISO bytes",
+                ours["stages"])]
+    tree = work / f"{name}-tree"
+    write_tree(tree, render(spec_from_data(data), fmt))
+    for tool, cmd in peer_commands(fmt, tree, work / f"{name}.iso").items():
+        proc_runs = 20 if quick else (60 if tool.startswith("xorriso") else 200)
+        times = hyperfine(cmd, proc_runs, work)
+        first = digest(work / f"{name}.iso")
+        time.sleep(1.1)
+        subprocess.run(cmd, check=True, capture_output=True, cwd=work)
+        rows.append(row(tool, times, (work / f"{name}.iso").stat().st_size, peak_rss(cmd, work),
+                        digest(work / f"{name}.iso") == first, "whole process"))
+    if fmt == "configdrive":
+        result = openstack_peer(tree, 20 if quick else 100, work)
+        if result:
+            rows.append(row("openstacksdk configdrive.build", result["times"], result["size"],
+                            result["rss"], result["identical"],
+                            "in-process, runs genisoimage; no ec2/, no vendor_data.json, same "
+                            f"files in every version; returns gzip+base64 ({result['encoded']:,} B)"))
+    return rows
+
+
+def bench_batch(count: int, peer_count: int, work: Path) -> list[dict[str, Any]]:
+    from configdrive.output import write_tree
+    from configdrive.render import render
+    from configdrive.spec import spec_from_data
+
+    out = work / "batch"
+    out.mkdir()
+    ours = run_json([sys.executable, __file__, "--batch-worker", "nocloud", str(count), str(out)])
+    rows = [{"tool": "configdrive (in-process, write_file: atomic + fsync)", "seeds": count,
+             "seconds": ours["total"], "rss_mib": ours["rss"] / 2**20,
+             "note": f"{ours['distinct']:,} distinct images"},
+            {"tool": "floor: same bytes from memory, plain write()", "seeds": count,
+             "seconds": ours["floor"], "rss_mib": None, "note": ""},
+            {"tool": "floor: same bytes from memory, write_file (fsync)", "seeds": count,
+             "seconds": ours["fsync_floor"], "rss_mib": None, "note": "1,000 written, scaled"}]
+    trees = work / "batch-trees"
+    for i in range(peer_count):
+        write_tree(trees / f"{i:05d}", render(spec_from_data(typical_spec(i)), "nocloud"))
+    peer_out = work / "batch-peers"
+    peer_out.mkdir()
+    for tool in ("genisoimage -J -r", "cloud-localds", "xorriso -as mkisofs"):
+        n = peer_count if not tool.startswith("xorriso") else max(1, peer_count // 4)
+        script = "\n".join(shlex.join(peer_commands("nocloud", trees / f"{i:05d}", peer_out / f"{i:05d}.iso")[tool])
+                           for i in range(n))
+        t0 = time.perf_counter()
+        subprocess.run(["bash", "-c", script], check=True, capture_output=True)
+        seconds = time.perf_counter() - t0
+        rows.append({"tool": tool, "seeds": n, "seconds": seconds, "rss_mib": None,
+                     "note": f"{n:,} specs from a bash loop; 10,000 would take ~{seconds * 10000 / n:,.0f} s"})
+    return rows
+
+
+def bench_cold(work: Path, quick: bool) -> list[dict[str, Any]]:
+    from configdrive.output import write_tree
+    from configdrive.render import render
+    from configdrive.spec import spec_from_data
+
+    data = typical_spec()
+    spec = work / "cold.json"
+    spec.write_text(json.dumps(data))
+    tree = work / "cold-tree"
+    write_tree(tree, render(spec_from_data(data), "nocloud"))
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{sysconfig.get_paths()['purelib']}")
+    runs = 20 if quick else 100
+    build = ["-m", "configdrive", "build", str(spec), "-o", str(work / "cold.iso")]
+    # -S skips site's .pth hooks (the same modules come from PYTHONPATH): interpreter start-up
+    # on a host whose site-packages runs code at start is then not charged to configdrive.
+    cmds = {
+        "python3 -m configdrive build (cold)": [sys.executable, *build],
+        "python3 -S -m configdrive build (cold, no site hooks)": [sys.executable, "-S", *build],
+        "cloud-localds": peer_commands("nocloud", tree, work / "cold-localds.iso")["cloud-localds"],
+        "reference: python3 -c pass": [sys.executable, "-c", "pass"],
+        "reference: python3 -S -c pass": [sys.executable, "-S", "-c", "pass"],
+        "reference: python3 -c 'import jsonschema'": [sys.executable, "-c", "import jsonschema"],
+    }
+    rows = []
+    for tool, cmd in cmds.items():
+        times = hyperfine(cmd, runs, work, env)
+        rows.append({"tool": tool, "median_ms": statistics.median(times) * 1e3,
+                     "p95_ms": pct(times, 0.95) * 1e3, "rss_mib": peak_rss(cmd, work, env) / 2**20})
+    return rows
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+def machine() -> dict[str, str]:
+    def out(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "missing"
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        "host": f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs: {cpu}",
+        "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB",
+        "os": out(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
+        "python": platform.python_version(),
+        "genisoimage": out(["genisoimage", "--version"]).splitlines()[0],
+        "xorriso": out(["xorriso", "-version"]).splitlines()[0],
+        "cloud-localds": out(["dpkg-query", "-W", "-f", "cloud-image-utils ${Version}", "cloud-image-utils"]),
+        "openstacksdk": out([str(VENV_PYTHON), "-c", VERSION_PROBE]) if VENV_PYTHON.exists()
+        else "not installed (run bench/setup.sh)",
+        "hyperfine": out(["hyperfine", "--version"]),
+    }
+
+
+VERSION_PROBE = "import importlib.metadata as m; print(m.version('openstacksdk'))"
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def render_report(info: dict[str, str], workloads: dict[str, list[dict[str, Any]]],
+                  batch: list[dict[str, Any]], cold: list[dict[str, Any]], loads: tuple[str, str]) -> str:
+    lines = ["# Benchmark results", "",
+             "Generated by `python3 bench/run.py`; do not edit by hand.", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["- in-process times: median and p95 of single builds in a fresh worker process, GC on; "
+              "commands: hyperfine -N (no shell), 3 warm-up runs"]
+    lines += [f"- load average (1/5/15 min) at start: {loads[0]}; at end: {loads[1]}", ""]
+    for name, rows in workloads.items():
+        base = rows[0]
+        lines += [f"## {name}", "",
+                  "| tool | median ms | p95 ms | runs | ISO bytes | size vs configdrive | time vs configdrive "
+                  "| peak RSS MiB | identical on rebuild | note |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for r in rows:
+            ident = "yes" if r["identical"] else "no"
+            lines.append(f"| {r['tool']} | {r['median_ms']:.3f} | {r['p95_ms']:.3f} | {r['runs']} | {r['size']:,} "
+                         f"| {r['size'] / base['size']:.2f}x | {r['median_ms'] / base['median_ms']:.1f}x "
+                         f"| {r['rss_mib']:.1f} | {ident} | {r['note']} |")
+        stages = base["stages"]
+        lines += ["", "configdrive median by stage: " + ", ".join(f"{k} {v:.3f} ms" for k, v in stages.items()), ""]
+    lines += ["## batch: distinct NoCloud seeds to files", "",
+              "| tool | seeds | seconds | seeds/s | time per seed ms | peak RSS MiB | note |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for r in batch:
+        rss = f"{r['rss_mib']:.1f}" if r["rss_mib"] is not None else ""
+        lines.append(f"| {r['tool']} | {r['seeds']:,} | {r['seconds']:.2f} | {r['seeds'] / r['seconds']:,.0f} "
+                     f"| {r['seconds'] / r['seeds'] * 1e3:.3f} | {rss} | {r['note']} |")
+    lines += ["", "## cold start: whole process, typical NoCloud seed", "",
+              "| command | median ms | p95 ms | peak RSS MiB |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['tool']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['rss_mib']:.1f} |" for r in cold]
+    lines += ["", "## targets (issue 4)", "", "| target | measured | verdict |", "|---|---:|---|"]
+    nc, cd = workloads["nocloud-typical"], workloads["configdrive-full"]
+    geniso = next(r for r in nc if r["tool"].startswith("genisoimage"))
+    geniso_cd = next(r for r in cd if r["tool"].startswith("genisoimage"))
+    checks = [
+        ("typical NoCloud seed in-process <= 1 ms median", nc[0]["median_ms"], 1.0, "ms"),
+        ("full config drive in-process <= 3 ms median", cd[0]["median_ms"], 3.0, "ms"),
+        ("10,000 seeds written <= 10 s", batch[0]["seconds"] * 10000 / batch[0]["seeds"], 10.0, "s"),
+        ("NoCloud ISO <= 0.25x genisoimage's", nc[0]["size"] / geniso["size"], 0.25, "x"),
+        ("config drive ISO <= 0.25x genisoimage's", cd[0]["size"] / geniso_cd["size"], 0.25, "x"),
+        ("cold `configdrive build` <= 100 ms", cold[0]["median_ms"], 100.0, "ms"),
+    ]
+    for what, value, limit, unit in checks:
+        verdict = "met" if value <= limit else f"missed by {value - limit:.2f} {unit} ({value / limit:.1f}x)"
+        lines.append(f"| {what} | {value:.3f} {unit} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        return worker(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] == "--batch-worker":
+        return batch_worker(sys.argv[2:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="few runs and a 500-seed batch (smoke test)")
+    parser.add_argument("--batch", type=int, default=10000, help="seeds in the batch (default 10,000)")
+    parser.add_argument("--batch-peers", type=int, default=400, help="seeds each peer builds in the batch")
+    parser.add_argument("--output", type=Path, default=BENCH / "RESULTS.md")
+    args = parser.parse_args()
+    missing = [t for t in ("genisoimage", "xorriso", "cloud-localds", "hyperfine") if not shutil.which(t)]
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: run bench/setup.sh")
+    start_load = load()
+    info = machine()
+    with tempfile.TemporaryDirectory(prefix="configdrive-bench-", dir=BENCH) as tmp:
+        work = Path(tmp)
+        workloads = {}
+        for name, (fmt, make) in WORKLOADS.items():
+            print(f"{name} ...", file=sys.stderr)
+            workloads[name] = bench_workload(name, fmt, make(), work, args.quick)
+        print("batch ...", file=sys.stderr)
+        count = 500 if args.quick else args.batch
+        batch = bench_batch(count, min(count, 50 if args.quick else args.batch_peers), work)
+        print("cold start ...", file=sys.stderr)
+        cold = bench_cold(work, args.quick)
+    report = render_report(info, workloads, batch, cold, (start_load, load()))
+    print(report)
+    if not args.quick:
+        args.output.write_text(report)
+        print(f"wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
