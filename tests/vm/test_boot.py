@@ -282,8 +282,9 @@ def test_vendor_data_and_user_data_both_apply(lifecycle: Lifecycle) -> None:
     assert lines(report, "/var/tmp/cd/runcmd.log") == ["runcmd first"]
 
 
-@pytest.mark.parametrize("lifecycle", ["configdrive"], indirect=True)
 def test_config_drive_files_land(lifecycle: Lifecycle) -> None:
+    if lifecycle.fmt != "configdrive":
+        pytest.skip("config-drive only: NoCloud has no injected files")
     for entry in FILES:
         assert file_text(lifecycle.first.report, entry["path"]) == entry["content"]
 
@@ -297,11 +298,17 @@ def test_reboot_same_instance_id(lifecycle: Lifecycle, keys: Keys) -> None:
     assert again["boot_id"] != first["boot_id"]
     assert again["instance_id"] == first["instance_id"]
     assert again["instances"] == first["instances"]
-    # per-instance modules do not run again: no new key, no runcmd, no script, same host keys
+    # per-instance modules do not run again: no new key, no runcmd, no user script, no vendor
+    # write_files, same host keys
     assert keys.later not in (again["authorized_keys"]["debian"] or "")
     assert lines(again, "/var/tmp/cd/runcmd.log") == ["runcmd first"]
     assert lines(again, "/var/tmp/cd/script-part.log") == ["script part first"]
+    assert lines(again, "/var/tmp/cd/vendor.txt") == ["vendor first"]
     assert again["host_keys"] == first["host_keys"]
+    # the datasource is read again on every boot and set_hostname/update_hostname run per boot:
+    # the new hostname does apply without a new instance id
+    assert again["hostname"] == "bravo"
+    assert again["fqdn"] == "bravo.example.test"
     # network config is not re-rendered for a known instance: the old address stays
     assert "2001:db8:1::10" in addresses(again, "eth1", "inet6")
     assert "2001:db8:1::20" not in addresses(again, "eth1", "inet6")
@@ -320,7 +327,10 @@ def test_reboot_new_instance_id(lifecycle: Lifecycle, keys: Keys) -> None:
     assert sorted(new["instances"]) == sorted({*first["instances"], new["instance_id"]})
     assert new["hostname"] == "charlie"
     assert new["fqdn"] == "charlie.example.test"
-    assert keys.later in (new["authorized_keys"]["debian"] or "").splitlines()
+    authorized = (new["authorized_keys"]["debian"] or "").splitlines()
+    assert keys.later in authorized
+    # cloud-init only adds keys: the RSA key dropped from the metadata is still authorized
+    assert keys.rsa in authorized
     assert lines(new, "/var/tmp/cd/runcmd.log") == ["runcmd first", "runcmd new_iid"]
     assert lines(new, "/var/tmp/cd/script-part.log") == ["script part first", "script part new_iid"]
     assert lines(new, "/var/tmp/cd/vendor.txt") == ["vendor new_iid"]
