@@ -89,8 +89,9 @@ def _stem_and_extension(leaf: str, is_file: bool) -> tuple[str, str]:
 # --- writing ----------------------------------------------------------------------------------
 #
 # The image is laid out directly from a list of folders, not through pycdlib: pycdlib builds and
-# re-walks an object tree on every add (about 7 ms for a 44-file config drive; this takes about
-# 0.2 ms). pycdlib, xorriso, bsdtar, blkid and cloud-init read the result back in the tests.
+# re-walks an object tree on every add (about 7 ms for a 44-file config drive; this writer takes
+# well under 1 ms). pycdlib, xorriso, bsdtar, isovfy, blkid and cloud-init read the result back in
+# the tests (tests/test_iso_writer.py, tests/readers/).
 #   0-15 system area | 16 PVD | 17 Joliet SVD | 18 terminator | path tables: ISO L, M, Joliet L, M
 #   | ISO folders (Rock Ridge) | Rock Ridge continuation area (ER) | Joliet folders | file data
 # Files with equal contents share one extent, as hard links would; that keeps a config drive,
