@@ -11,7 +11,7 @@ the schema cannot outgrow this validator unnoticed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,14 +50,16 @@ class Validator:
     def __init__(self, schema: Mapping[str, Any]) -> None:
         self.schema = schema
         self._patterns: dict[str, re.Pattern[str]] = {}
+        # id(subschema) -> its checks in keyword order, $ref targets resolved once
+        self._plans: dict[int, list[tuple[Check, Any]]] = {}
         self._check(schema, set())
 
     def iter_errors(self, instance: Any) -> Iterator[SchemaError]:
         """Every violation, in jsonschema's order (schema keywords as written)."""
-        return self._descend(instance, self.schema, ())
+        return iter(self._descend(instance, self.schema, ()))
 
     def is_valid(self, instance: Any) -> bool:
-        return next(self.iter_errors(instance), None) is None
+        return not self._descend(instance, self.schema, ())
 
     def _check(self, schema: Mapping[str, Any], seen: set[int]) -> None:
         """Refuse keywords this validator does not know, in every reachable subschema."""
@@ -67,6 +69,9 @@ class Validator:
         unknown = set(schema) - KEYWORDS - ANNOTATIONS
         if unknown:
             raise ValueError(f"schema keywords not supported: {', '.join(sorted(unknown))}")
+        self._plans[id(schema)] = [
+            (_KEYWORDS[k], self._resolve(v) if k == "$ref" else v)
+            for k, v in schema.items() if k not in ANNOTATIONS]
         subschemas = [*schema.get("properties", {}).values(), *schema.get("anyOf", ())]
         subschemas += [schema[k] for k in ("items", "additionalProperties", "propertyNames", "not")
                        if isinstance(schema.get(k), Mapping)]
@@ -85,10 +90,13 @@ class Validator:
             target = target[part.replace("~1", "/").replace("~0", "~")]
         return target  # type: ignore[no-any-return]
 
-    def _descend(self, instance: Any, schema: Mapping[str, Any], path: Path) -> Iterator[SchemaError]:
-        for keyword, value in schema.items():
-            if keyword not in ANNOTATIONS:
-                yield from _KEYWORDS[keyword](self, value, instance, schema, path)
+    def _descend(self, instance: Any, schema: Mapping[str, Any], path: Path) -> list[SchemaError]:
+        errors: list[SchemaError] = []
+        for check, value in self._plans[id(schema)]:
+            found = check(self, value, instance, schema, path)
+            if found:
+                errors += found
+        return errors
 
 
 def best_match(errors: tuple[SchemaError, ...], base: int) -> SchemaError:
@@ -149,127 +157,144 @@ def _equal(one: Any, two: Any) -> bool:
 
 # --- keywords: (validator, keyword value, instance, schema, path) -> errors ---------------------
 
-Errors = Iterator[SchemaError]
+Errors = list[SchemaError]
+#: A keyword check: (validator, keyword value, instance, schema holding it, path) -> errors.
+Check = Callable[["Validator", Any, Any, Mapping[str, Any], Path], Errors]
+_NONE: Errors = []  # returned, never appended to
 
 
-def _ref(v: Validator, ref: str, instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
-    return v._descend(instance, v._resolve(ref), path)
+def _ref(v: Validator, target: Mapping[str, Any], instance: Any, schema: Mapping[str, Any],
+         path: Path) -> Errors:
+    return v._descend(instance, target, path)
 
 
 def _type(v: Validator, expected: Any, instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
-    if not is_type(instance, expected):
-        names = [expected] if isinstance(expected, str) else expected
-        yield SchemaError(path, "type", f"{instance!r} is not of type {', '.join(map(repr, names))}",
-                          schema, instance)
+    if is_type(instance, expected):
+        return _NONE
+    names = [expected] if isinstance(expected, str) else expected
+    return [SchemaError(path, "type", f"{instance!r} is not of type {', '.join(map(repr, names))}",
+                        schema, instance)]
 
 
 def _required(v: Validator, required: list[str], instance: Any, schema: Mapping[str, Any],
               path: Path) -> Errors:
-    if isinstance(instance, dict):
-        for name in required:
-            if name not in instance:
-                yield SchemaError(path, "required", f"{name!r} is a required property", schema,
-                                  instance, (name,))
+    if not isinstance(instance, dict):
+        return _NONE
+    return [SchemaError(path, "required", f"{name!r} is a required property", schema, instance, (name,))
+            for name in required if name not in instance]
 
 
 def _properties(v: Validator, properties: Mapping[str, Any], instance: Any,
                 schema: Mapping[str, Any], path: Path) -> Errors:
+    errors: Errors = []
     if isinstance(instance, dict):
         for name, subschema in properties.items():
             if name in instance:
-                yield from v._descend(instance[name], subschema, (*path, name))
+                errors += v._descend(instance[name], subschema, (*path, name))
+    return errors
 
 
 def _additional(v: Validator, allowed: Any, instance: Any, schema: Mapping[str, Any],
                 path: Path) -> Errors:
     if not isinstance(instance, dict):
-        return
+        return _NONE
     known = schema.get("properties", {})
     extras = [name for name in instance if name not in known]
+    errors: Errors = []
     if isinstance(allowed, Mapping):
         for name in extras:
-            yield from v._descend(instance[name], allowed, (*path, name))
+            errors += v._descend(instance[name], allowed, (*path, name))
     elif allowed is False and extras:
         extras.sort(key=str)
         verb = "was" if len(extras) == 1 else "were"
         message = f"Additional properties are not allowed ({', '.join(map(repr, extras))} {verb} unexpected)"
-        yield SchemaError(path, "additionalProperties", message, schema, instance, tuple(extras))
+        errors.append(SchemaError(path, "additionalProperties", message, schema, instance, tuple(extras)))
+    return errors
 
 
 def _property_names(v: Validator, names: Mapping[str, Any], instance: Any,
                     schema: Mapping[str, Any], path: Path) -> Errors:
+    errors: Errors = []
     if isinstance(instance, dict):
         for name in instance:
-            yield from v._descend(name, names, path)
+            errors += v._descend(name, names, path)
+    return errors
 
 
-def _size(keyword: str, what: str, check: str, limit_message: str, empty_message: str) -> Any:
+def _size(keyword: str, what: str, check: str, limit_message: str, empty_message: str) -> Check:
     """minLength/maxLength/minItems/maxItems/maxProperties: same shape, jsonschema's wording."""
 
     def size(v: Validator, limit: int, instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
-        if is_type(instance, what):
-            too_far = len(instance) < limit if check == "min" else len(instance) > limit
-            if too_far:
-                edge = 1 if check == "min" else 0
-                message = empty_message if limit == edge else limit_message
-                yield SchemaError(path, keyword, f"{instance!r} {message}", schema, instance)
+        if not is_type(instance, what):
+            return _NONE
+        if not (len(instance) < limit if check == "min" else len(instance) > limit):
+            return _NONE
+        message = empty_message if limit == (1 if check == "min" else 0) else limit_message
+        return [SchemaError(path, keyword, f"{instance!r} {message}", schema, instance)]
     return size
 
 
 def _pattern(v: Validator, pattern: str, instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
     if isinstance(instance, str) and not v._patterns[pattern].search(instance):
-        yield SchemaError(path, "pattern", f"{instance!r} does not match {pattern!r}", schema, instance)
+        return [SchemaError(path, "pattern", f"{instance!r} does not match {pattern!r}", schema, instance)]
+    return _NONE
 
 
 def _items(v: Validator, items: Mapping[str, Any], instance: Any, schema: Mapping[str, Any],
            path: Path) -> Errors:
+    errors: Errors = []
     if isinstance(instance, list):
         for index, item in enumerate(instance):
-            yield from v._descend(item, items, (*path, index))
+            errors += v._descend(item, items, (*path, index))
+    return errors
 
 
 def _enum(v: Validator, enum: list[Any], instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
-    if not any(_equal(each, instance) for each in enum):
-        yield SchemaError(path, "enum", f"{instance!r} is not one of {enum!r}", schema, instance)
+    if any(_equal(each, instance) for each in enum):
+        return _NONE
+    return [SchemaError(path, "enum", f"{instance!r} is not one of {enum!r}", schema, instance)]
 
 
 def _const(v: Validator, const: Any, instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
-    if not _equal(instance, const):
-        yield SchemaError(path, "const", f"{const!r} was expected", schema, instance)
+    if _equal(instance, const):
+        return _NONE
+    return [SchemaError(path, "const", f"{const!r} was expected", schema, instance)]
 
 
 def _minimum(v: Validator, low: float, instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
     if is_type(instance, "number") and instance < low:
-        yield SchemaError(path, "minimum", f"{instance!r} is less than the minimum of {low!r}",
-                          schema, instance)
+        return [SchemaError(path, "minimum", f"{instance!r} is less than the minimum of {low!r}",
+                            schema, instance)]
+    return _NONE
 
 
 def _maximum(v: Validator, high: float, instance: Any, schema: Mapping[str, Any], path: Path) -> Errors:
     if is_type(instance, "number") and instance > high:
-        yield SchemaError(path, "maximum", f"{instance!r} is greater than the maximum of {high!r}",
-                          schema, instance)
+        return [SchemaError(path, "maximum", f"{instance!r} is greater than the maximum of {high!r}",
+                            schema, instance)]
+    return _NONE
 
 
 def _any_of(v: Validator, branches: list[Mapping[str, Any]], instance: Any,
             schema: Mapping[str, Any], path: Path) -> Errors:
-    context: list[SchemaError] = []
+    context: Errors = []
     for branch in branches:
-        errors = list(v._descend(instance, branch, path))
+        errors = v._descend(instance, branch, path)
         if not errors:
-            return
+            return _NONE
         context += errors
-    yield SchemaError(path, "anyOf", f"{instance!r} is not valid under any of the given schemas",
-                      schema, instance, context=tuple(context))
+    return [SchemaError(path, "anyOf", f"{instance!r} is not valid under any of the given schemas",
+                        schema, instance, context=tuple(context))]
 
 
 def _not(v: Validator, negated: Mapping[str, Any], instance: Any, schema: Mapping[str, Any],
          path: Path) -> Errors:
-    if next(v._descend(instance, negated, path), None) is None:
-        yield SchemaError(path, "not", f"{instance!r} should not be valid under {negated!r}",
-                          schema, instance)
+    if v._descend(instance, negated, path):
+        return _NONE
+    return [SchemaError(path, "not", f"{instance!r} should not be valid under {negated!r}", schema, instance)]
 
 
-_KEYWORDS: dict[str, Any] = {
+_KEYWORDS: dict[str, Check] = {
     "$ref": _ref,
     "type": _type,
     "required": _required,
