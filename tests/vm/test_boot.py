@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import configdrive
+from configdrive.qemu import CdromBus
 
 from .conftest import VmRunner
 from .harness import Boot, Nic
@@ -101,7 +102,7 @@ def vendor_data(label: str) -> dict[str, Any]:
 
 
 def lifecycle_spec(
-    fmt: str, keys: Keys, *, instance_id: str, hostname: str, key_list: list[str],
+    fmt: str, *, instance_id: str, hostname: str, key_list: list[str],
     v6_address: str, label: str,
 ) -> dict[str, Any]:  # fmt: skip
     spec: dict[str, Any] = {
@@ -155,19 +156,19 @@ def lifecycle(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Itera
     fmt: str = request.param
     disk = vm.disk(f"lifecycle-{fmt}")
     nics = [Nic(MAC_DHCP, NET_DHCP), Nic(MAC_V6, NET_V6)]
-    bus = {"nocloud": "sata", "configdrive": "ide"}[fmt]
+    bus: CdromBus = "sata" if fmt == "nocloud" else "ide"
     specs = {
         "first": lifecycle_spec(
-            fmt, keys, instance_id=f"iid-{fmt}-1", hostname="alpha",
+            fmt, instance_id=f"iid-{fmt}-1", hostname="alpha",
             key_list=[keys.ed25519, keys.rsa], v6_address="2001:db8:1::10", label="first",
         ),
         # same instance id; hostname, key, address and user-data all changed
         "same_iid": lifecycle_spec(
-            fmt, keys, instance_id=f"iid-{fmt}-1", hostname="bravo",
+            fmt, instance_id=f"iid-{fmt}-1", hostname="bravo",
             key_list=[keys.ed25519, keys.later], v6_address="2001:db8:1::20", label="same_iid",
         ),
         "new_iid": lifecycle_spec(
-            fmt, keys, instance_id=f"iid-{fmt}-2", hostname="charlie",
+            fmt, instance_id=f"iid-{fmt}-2", hostname="charlie",
             key_list=[keys.ed25519, keys.later], v6_address="2001:db8:1::20", label="new_iid",
         ),
     }  # fmt: skip
@@ -175,7 +176,7 @@ def lifecycle(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Itera
     for step, spec in specs.items():
         seed = vm.seed(f"lifecycle-{fmt}-{step}", spec, fmt)
         boots[step] = vm.boot(
-            f"lifecycle-{fmt}-{step}", disk, seed, nics, bus=bus,  # type: ignore[arg-type]
+            f"lifecycle-{fmt}-{step}", disk, seed, nics, bus=bus,
             report_paths=REPORT_PATHS,
         )  # fmt: skip
     yield Lifecycle(fmt, boots["first"], boots["same_iid"], boots["new_iid"], specs)
