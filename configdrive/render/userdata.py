@@ -31,15 +31,31 @@ def render_cloud_config(config: Mapping[str, Any]) -> bytes:
 def dump_yaml(data: Any) -> bytes:
     """Block-style YAML, keys in the order given, long lines unfolded.
 
-    libyaml's emitter when PyYAML has it (5x faster, and the same bytes as the pure-Python
-    emitter for everything we write: the golden files pin them), else the pure-Python one.
+    libyaml's emitter (5x faster) when PyYAML has it and every string is plain printable ASCII,
+    where both emitters write the same bytes; otherwise the pure-Python one, because libyaml
+    escapes characters outside the BMP and styles ``\r`` differently, and a host without libyaml
+    must produce the same seed.
     """
     import yaml
 
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    text: str = yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False,
+    dumper = getattr(yaml, "CSafeDumper", None) if _plain(data) else None
+    text: str = yaml.dump(data, Dumper=dumper or yaml.SafeDumper, sort_keys=False, default_flow_style=False,
                           allow_unicode=True, width=1 << 16)
     return text.encode()
+
+
+_PLAIN = frozenset(map(chr, range(0x20, 0x7F))) | {"\n", "\t"}
+
+
+def _plain(data: Any) -> bool:
+    """Whether every string in ``data`` is printable ASCII (plus newline and tab)."""
+    if isinstance(data, str):
+        return data.isascii() and (data.isprintable() or _PLAIN.issuperset(data))
+    if isinstance(data, Mapping):
+        return all(_plain(k) and _plain(v) for k, v in data.items())
+    if isinstance(data, (list, tuple)):
+        return all(_plain(v) for v in data)
+    return True
 
 
 def render_multipart(parts: tuple[Part, ...]) -> bytes:

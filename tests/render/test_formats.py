@@ -91,3 +91,14 @@ def test_mapping_user_data_is_cloud_config() -> None:
     raw = render(EXAMPLE, "nocloud")["user-data"]
     assert raw.startswith(b"#cloud-config\n")
     assert yaml.safe_load(raw)["runcmd"] == [["touch", "/var/tmp/runcmd-ran"]]
+
+
+def test_yaml_bytes_do_not_depend_on_libyaml() -> None:
+    import yaml
+
+    from configdrive.render.userdata import dump_yaml
+
+    for data in ({"k": "\U00010000"}, {"a\rb": "x"}, {"plain": ["ascii", 1, True]}, {"é": "ü\n"}):
+        pure = yaml.dump(data, Dumper=yaml.SafeDumper, sort_keys=False, default_flow_style=False,
+                         allow_unicode=True, width=1 << 16).encode()
+        assert dump_yaml(data) == pure, data
