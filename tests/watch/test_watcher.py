@@ -248,7 +248,10 @@ def test_kill_9_never_shows_a_reader_a_partial_iso(store_url: str, tmp_path: Pat
             assert watcher.process is not None
             os.kill(watcher.process.pid, signal.SIGKILL)
             watcher.process.wait()
-        watcher = WatcherProcess(store_url, out, log).start()
+        watcher = WatcherProcess(store_url, out, tmp_path / "final-watch.log").start()
+        # The ISOs may already match before this watcher is up; SIGTERM before it installed its
+        # handler would kill it outright, so wait for its own sync first.
+        watcher.wait_synced()
         wait_for(lambda: converged(out, latest), 60, "convergence after the restarts", 0.2)
         assert watcher.stop() == 0
     finally:
