@@ -1,14 +1,19 @@
-"""Atomic, private, symlink-safe writes: temp file in the same folder, fsync, rename; mode 0600.
+"""Atomic, private writes: never through a symlink, never over a device, FIFO, socket or folder.
 
-Seeds hold user-data and keys, so every file we write is readable by its owner only, and a
-reader never sees a half-written file: it sees the complete old one or the complete new one.
+Temp file in the same folder, fsync, rename, fsync the folder; mode 0600. Seeds hold user-data
+and keys, so every file we write is readable by its owner only, and a reader never sees a
+half-written file: it sees the complete old one or the complete new one.
+Only a missing path or a regular file is ever replaced: a rename over a device, FIFO or socket
+swaps it out from under every other user (as root, ``build -o /dev/null`` used to turn
+/dev/null into a private regular file).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 from configdrive.errors import OutputError
@@ -16,58 +21,56 @@ from configdrive.model import FileTree
 
 #: Mode of every file configdrive writes.
 FILE_MODE = 0o600
+#: Mode of every folder configdrive creates.
+FOLDER_MODE = 0o700
+
+_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def check_target(path: str | os.PathLike[str]) -> None:
+    """Raise OutputError unless ``path`` is missing or a regular file, the only things
+    ``write_file`` replaces; lets a caller refuse a bad target before doing any work."""
+    _refuse_unless_regular(os.fspath(path), None, os.fspath(path))
 
 
 def write_file(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace ``path`` with ``data`` atomically; refuse to write through a symlink."""
+    """Replace ``path`` with ``data`` atomically. Refuses, touching nothing, when ``path`` is a
+    symlink, folder, device, FIFO or socket."""
     target = Path(path)
-    try:
-        if stat.S_ISLNK(os.lstat(target).st_mode):
-            raise OutputError("is a symbolic link; refusing to write through it", str(target))
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        raise OutputError(err.strerror or str(err), str(target)) from err
     folder = target.parent
     try:
-        # mkstemp: O_CREAT|O_EXCL with mode 0600, a unique name, so concurrent writers never collide.
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         raise OutputError(f"cannot create a file in {folder}: {err.strerror}", str(target)) from err
-    temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except OSError as err:
-        _discard(temp)
-        raise OutputError(f"write failed: {err.strerror}", str(target)) from err
-    _fsync_dir(folder)
+        _write_at(dir_fd, target.name, data, mode, str(target))
+    finally:
+        os.close(dir_fd)
 
 
 def write_tree(folder: str | os.PathLike[str], tree: FileTree) -> None:
-    """Write every file of ``tree`` below ``folder`` (created 0700 where missing), each atomically."""
+    """Write every file of ``tree`` below ``folder`` (created 0700 where missing), each atomically.
+
+    ``folder`` itself may be a symlink (the caller named it); below it nothing is followed: each
+    folder is opened relative to its parent with O_NOFOLLOW, so a symlink planted in the tree
+    cannot redirect a write elsewhere."""
     root = Path(folder)
-    for rel in sorted(tree):
-        target = root.joinpath(*rel.split("/"))
-        _make_folders(root, target.parent)
-        write_file(target, tree[rel])
-
-
-def _make_folders(root: Path, folder: Path) -> None:
-    """Create ``folder`` and each missing parent down from ``root`` with mode 0700
-    (``Path.mkdir(parents=True)`` would give the parents the umask's mode)."""
-    for part in [*reversed(folder.relative_to(root).parents), folder.relative_to(root)]:
-        path = root / part
-        try:
-            path.mkdir(mode=0o700, exist_ok=True)
-        except FileNotFoundError:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as err:
-            raise OutputError(f"cannot create folder: {err.strerror}", str(path)) from err
+    _make_root(root)
+    try:
+        root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise OutputError(f"cannot open folder: {err.strerror}", str(root)) from err
+    try:
+        for rel in sorted(tree):
+            *parents, name = rel.split("/")
+            dir_fd = _open_folders(root_fd, root, parents)
+            try:
+                _write_at(dir_fd, name, tree[rel], FILE_MODE, str(root.joinpath(*parents, name)))
+            finally:
+                os.close(dir_fd)
+    finally:
+        os.close(root_fd)
 
 
 def remove_file(path: str | os.PathLike[str]) -> bool:
@@ -82,9 +85,133 @@ def remove_file(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def _discard(temp: Path) -> None:
+def remove_stale_temps(folder: str | os.PathLike[str], name_glob: str = "*") -> list[str]:
+    """Remove the temp files (``.<name>.*.tmp``, ``name`` matching ``name_glob``) that writes
+    interrupted by a crash left in ``folder``; returns their names. Only for a folder whose sole
+    writer is the caller, at its start: a write in progress would lose its temp file."""
+    pattern = f".{name_glob}.*.tmp"
     try:
-        os.unlink(temp)
+        names = sorted(name for name in os.listdir(folder) if fnmatch.fnmatchcase(name, pattern))
+    except OSError as err:
+        raise OutputError(f"cannot list: {err.strerror}", os.fspath(folder)) from err
+    return [name for name in names if _is_regular(Path(folder, name)) and remove_file(Path(folder, name))]
+
+
+def _write_at(dir_fd: int, name: str, data: bytes, mode: int, shown: str) -> None:
+    """The atomic write itself, with the folder open as ``dir_fd``; ``shown`` names the target in errors."""
+    _check_name(name, shown)
+    _refuse_unless_regular(name, dir_fd, shown)
+    temp, fd = _create_temp(dir_fd, name, shown)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        # Again just before the rename: a large write gives a window for the target to change.
+        _refuse_unless_regular(name, dir_fd, shown)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException as err:
+        _discard(dir_fd, temp)
+        if isinstance(err, OSError):
+            raise OutputError(f"write failed: {err.strerror}", shown) from err
+        raise
+    try:
+        os.fsync(dir_fd)
+    except OSError as err:
+        raise OutputError(f"written, but syncing its folder failed: {err.strerror}", shown) from err
+
+
+def _create_temp(dir_fd: int, name: str, shown: str) -> tuple[str, int]:
+    """What ``tempfile.mkstemp`` does (O_CREAT|O_EXCL|O_NOFOLLOW, 0600, a random name, so
+    concurrent writers never collide), relative to ``dir_fd``."""
+    for _ in range(100):
+        temp = f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return temp, os.open(temp, flags, FILE_MODE, dir_fd=dir_fd)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise OutputError(f"cannot create a file in {Path(shown).parent}: {err.strerror}", shown) from err
+    raise OutputError(f"cannot create a file in {Path(shown).parent}: no unused temp name", shown)
+
+
+def _refuse_unless_regular(name: str, dir_fd: int | None, shown: str) -> None:
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise OutputError(err.strerror or str(err), shown) from err
+    if stat.S_ISLNK(mode):
+        raise OutputError("is a symbolic link; refusing to write through it", shown)
+    if not stat.S_ISREG(mode):
+        kind = next((kind for test, kind in _KINDS if test(mode)), "special file")
+        raise OutputError(f"is a {kind}; refusing to replace anything but a regular file", shown)
+
+
+def _check_name(name: str, shown: str) -> None:
+    if name in ("", ".", "..") or "/" in name:
+        raise OutputError(f"{name!r} is not a file name", shown)
+
+
+def _make_root(root: Path) -> None:
+    """Create ``root`` with mode 0700 (missing parents get the umask's mode, as mkdir -p gives)."""
+    try:
+        root.mkdir(mode=FOLDER_MODE, exist_ok=True)
+    except FileNotFoundError:
+        root.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create folder: {err.strerror}", str(root)) from err
+
+
+def _open_folders(root_fd: int, root: Path, parts: list[str]) -> int:
+    """Open the folder ``root/parts...``, creating missing ones 0700 and following no symlink;
+    returns a new descriptor."""
+    fd = os.dup(root_fd)
+    shown = root
+    try:
+        for part in parts:
+            shown = shown / part
+            _check_name(part, str(shown))
+            try:
+                os.mkdir(part, FOLDER_MODE, dir_fd=fd)
+            except FileExistsError:
+                pass
+            except OSError as err:
+                raise OutputError(f"cannot create folder: {err.strerror}", str(shown)) from err
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except OSError as err:
+                if _is_symlink(part, fd):
+                    raise OutputError("is a symbolic link; refusing to follow it", str(shown)) from err
+                raise OutputError(f"cannot open folder: {err.strerror}", str(shown)) from err
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_symlink(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _discard(dir_fd: int, temp: str) -> None:
+    try:
+        os.unlink(temp, dir_fd=dir_fd)
     except OSError:
         pass
 

@@ -1,15 +1,55 @@
-"""Atomic, private, symlink-safe writes."""
+"""Atomic, private writes that never follow a symlink or replace a device, FIFO, socket or folder."""
 
 from __future__ import annotations
 
 import os
+import socket
 import stat
 from pathlib import Path
 
 import pytest
 
 from configdrive import OutputError
-from configdrive.output import remove_file, write_file, write_tree
+from configdrive.output import check_target, remove_file, remove_stale_temps, write_file, write_tree
+
+SPECIAL_KINDS = ("fifo", "char-device", "socket", "folder", "symlink")
+
+
+def make_special(path: Path, kind: str) -> os.stat_result:
+    """Create a non-regular ``kind`` at ``path`` (a char device is 1,3, like /dev/null); returns its lstat."""
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "char-device":
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as sock:  # bound by a relative name: AF_UNIX paths are short
+            cwd = os.getcwd()
+            os.chdir(path.parent)
+            try:
+                sock.bind(path.name)
+            finally:
+                os.chdir(cwd)
+    elif kind == "folder":
+        path.mkdir()
+        (path / "inside").write_bytes(b"kept")
+    elif kind == "symlink":
+        (path.parent / "victim").write_bytes(b"precious")
+        path.symlink_to("victim")
+    return os.lstat(path)
+
+
+def assert_unchanged(path: Path, before: os.stat_result) -> None:
+    """Same inode, type, device numbers and contents; no temp file left beside it."""
+    after = os.lstat(path)
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode, before.st_rdev)
+    if stat.S_ISDIR(after.st_mode):
+        assert os.listdir(path) == ["inside"] and (path / "inside").read_bytes() == b"kept"
+    if stat.S_ISLNK(after.st_mode):
+        assert (path.parent / "victim").read_bytes() == b"precious"
+    assert not [name for name in os.listdir(path.parent) if name.endswith(".tmp")]
 
 
 def _mode(path: Path) -> int:
@@ -70,3 +110,75 @@ def test_remove_file(tmp_path: Path) -> None:
     target = tmp_path / "x"
     target.write_bytes(b"")
     assert remove_file(target) is True and remove_file(target) is False
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_refuses_to_replace_anything_but_a_regular_file(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "seed.iso"
+    before = make_special(target, kind)
+    with pytest.raises(OutputError, match="refusing") as info:
+        write_file(target, b"evil")
+    assert info.value.path == str(target)
+    assert_unchanged(target, before)
+    with pytest.raises(OutputError, match="refusing"):
+        check_target(target)
+
+
+def test_check_target_accepts_a_missing_or_regular_file(tmp_path: Path) -> None:
+    check_target(tmp_path / "missing.iso")
+    (tmp_path / "seed.iso").write_bytes(b"old")
+    check_target(tmp_path / "seed.iso")
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_write_tree_refuses_a_special_file_in_the_tree(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "out/openstack").mkdir(parents=True)
+    target = tmp_path / "out/openstack/meta_data.json"
+    before = make_special(target, kind)
+    with pytest.raises(OutputError, match="refusing") as info:
+        write_tree(tmp_path / "out", {"openstack/meta_data.json": b"{}"})
+    assert info.value.path == str(target)
+    assert_unchanged(target, before)
+
+
+@pytest.mark.parametrize("planted", ["openstack", "openstack/latest"])
+def test_write_tree_never_follows_a_symlinked_folder_in_the_tree(tmp_path: Path, planted: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out" / planted).parent.mkdir(parents=True)
+    (tmp_path / "out" / planted).symlink_to(elsewhere)
+    with pytest.raises(OutputError, match="symbolic link") as info:
+        write_tree(tmp_path / "out", {"openstack/latest/user_data": b"u"})
+    assert info.value.path == str(tmp_path / "out" / planted)
+    assert os.listdir(elsewhere) == [] and (tmp_path / "out" / planted).is_symlink()
+
+
+def test_write_tree_follows_the_folder_it_was_given(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "named").symlink_to("real")
+    write_tree(tmp_path / "named", {"a/b": b"x"})
+    assert (tmp_path / "real/a/b").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("rel", ["../escape", "a/../../escape", "a//b", "a/."])
+def test_write_tree_refuses_paths_that_leave_or_bend_the_tree(tmp_path: Path, rel: str) -> None:
+    with pytest.raises(OutputError, match="not a file name"):
+        write_tree(tmp_path / "out", {rel: b"x"})
+    assert not (tmp_path / "escape").exists()
+
+
+def test_remove_stale_temps_removes_what_an_interrupted_write_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("configdrive.output._discard", lambda *args: None)  # as if killed before cleanup
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OutputError):
+        write_file(tmp_path / "vm1.iso", b"new")
+    monkeypatch.undo()
+    (tmp_path / "vm1.iso").write_bytes(b"old")
+    (tmp_path / ".keep.tmp").mkdir()
+    [left] = [name for name in os.listdir(tmp_path) if name.startswith(".vm1.iso.")]
+    assert remove_stale_temps(tmp_path, "*.iso") == [left]
+    assert sorted(os.listdir(tmp_path)) == [".keep.tmp", "vm1.iso"]

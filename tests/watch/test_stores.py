@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -119,10 +120,12 @@ def test_watch_reports_each_vms_changes_in_order(store: SpecStore) -> None:
         store.put("vm2", spec("vm2", 1))
         store.delete("vm1")
         seen = []
+        deadline = time.monotonic() + 30  # idle ticks (every 0.1 s) bring the loop back here
         for batch in batches:
             seen += [(c.vm_id, c.raw) for c in batch.changes]
             if ("vm1", None) in seen:
                 break
+            assert time.monotonic() < deadline, f"the deletion of vm1 never arrived in 30 s; saw {seen}"
     finally:
         batches.close()
     # Per VM in order; a folder may fold a quick write-then-delete into the delete.
