@@ -12,15 +12,17 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from configdrive.errors import ConfigDriveError, SpecError
+from configdrive.errors import ConfigDriveError, InputError, SpecError, UnknownFormatError
+from configdrive.render import DEFAULT_FORMAT, FORMATS
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
-FORMAT_NAMES = ("nocloud", "configdrive")
+FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values()) + f" (default: {DEFAULT_FORMAT})"
 
 EXAMPLES = """\
 examples:
   configdrive build vm.yaml -o seed.iso                      # NoCloud seed (label cidata)
   configdrive build vm.yaml -o seed.iso --format configdrive # OpenStack config drive (config-2)
+  configdrive build - -o seed.iso < vm.json                  # spec on standard input
   configdrive render vm.yaml --format configdrive --out-dir tree/
   configdrive validate specs/*.yaml --json
   configdrive inspect seed.iso
@@ -37,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command(args)
     except SpecError as err:
         _print_problems(err, getattr(args, "spec", None))
+        return EXIT_INVALID
+    except (InputError, UnknownFormatError) as err:
+        print(f"configdrive: error: {err}", file=sys.stderr)
         return EXIT_INVALID
     except ConfigDriveError as err:
         print(f"configdrive: error: {err}", file=sys.stderr)
@@ -60,17 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     p = command("build", _build, "build a seed ISO from a spec")
     p.add_argument("spec", help="spec file (YAML or JSON), or - for standard input")
     p.add_argument("-o", "--output", required=True, help="ISO file to write (atomically, mode 0600)")
-    p.add_argument("-f", "--format", choices=FORMAT_NAMES, default="nocloud", help="default: nocloud")
+    _format_option(p)
 
     p = command("render", _render, "write the seed's files to a folder instead of an ISO")
     p.add_argument("spec", help="spec file (YAML or JSON), or - for standard input")
-    p.add_argument("-f", "--format", choices=FORMAT_NAMES, default="nocloud", help="default: nocloud")
+    _format_option(p)
     p.add_argument("--out-dir", required=True, help="folder to write into (created if missing)")
 
     p = command("validate", _validate, "check specs; print every problem with its field path")
     p.add_argument("specs", nargs="+", metavar="spec", help="spec files")
-    p.add_argument("-f", "--format", choices=FORMAT_NAMES, action="append",
-                   help="also check that this format can express the spec (repeatable)")
+    _formats_option(p, "also check that this format can express the spec (repeatable; default: none)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = command("inspect", _inspect, "show a seed ISO's label, files and parsed metadata as JSON")
@@ -82,50 +86,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(source: str) -> Any:
-    from configdrive.spec import load_spec, parse_spec
+def _format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", choices=tuple(FORMATS), default=DEFAULT_FORMAT, help=FORMAT_HELP)
 
-    if source == "-":
-        return parse_spec(sys.stdin.buffer.read(), "<stdin>")
-    return load_spec(source)
+
+def _formats_option(p: argparse.ArgumentParser, help_: str) -> None:
+    p.add_argument("-f", "--format", choices=tuple(FORMATS), action="append", help=help_)
+
+
+def _read_spec(source: str) -> bytes:
+    """The spec's bytes from a file or, for ``-``, standard input (bounded, regular files only)."""
+    from configdrive.inputs import read_regular_file, read_stream
+
+    return read_stream(sys.stdin.buffer) if source == "-" else read_regular_file(source)
+
+
+def _origin(source: str) -> str:
+    return "<stdin>" if source == "-" else source
 
 
 def _build(args: argparse.Namespace) -> int:
     from configdrive.output import write_file
-    from configdrive.seed import build_iso
+    from configdrive.seed import build_seed
 
-    data = build_iso(_load(args.spec), args.format)
-    write_file(args.output, data)
-    print(f"wrote {args.output} ({args.format}, {len(data)} bytes)", file=sys.stderr)
+    seed = build_seed(_read_spec(args.spec), args.format, _origin(args.spec))
+    write_file(args.output, seed.image)
+    print(f"wrote {args.output} ({args.format}, {len(seed.image)} bytes)", file=sys.stderr)
     return EXIT_OK
 
 
 def _render(args: argparse.Namespace) -> int:
     from configdrive.output import write_tree
-    from configdrive.render import render
+    from configdrive.seed import build_seed
 
-    tree = render(_load(args.spec), args.format)
+    tree = build_seed(_read_spec(args.spec), args.format, _origin(args.spec)).tree
     write_tree(args.out_dir, tree)
     print(f"wrote {len(tree)} files below {args.out_dir} ({args.format})", file=sys.stderr)
     return EXIT_OK
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from configdrive.render import render
+    from configdrive.seed import check_spec
 
     results = []
     for source in args.specs:
         problems: list[Any] = []
         try:
-            spec = _load(source)
-            for fmt in args.format or ():
-                try:
-                    render(spec, fmt)
-                except SpecError as err:
-                    problems += err.problems
+            check_spec(_read_spec(source), args.format or (), _origin(source))
         except SpecError as err:
             problems = list(err.problems)
-        results.append({"spec": source, "valid": not problems, "problems": [p.as_dict() for p in problems]})
+        except InputError as err:
+            problems = [{"path": "", "message": str(err)}]
+        results.append({"spec": source, "valid": not problems,
+                        "problems": [p if isinstance(p, dict) else p.as_dict() for p in problems]})
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -139,13 +152,15 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from configdrive.iso import read_iso
+    from configdrive.render import format_of_label
 
     image = read_iso(args.iso)
+    fmt = format_of_label(image.label)
     report: dict[str, Any] = {
         "label": image.label,
-        "format": {"cidata": "nocloud", "config-2": "configdrive"}.get(image.label.lower(), "unknown"),
+        "format": fmt.name if fmt else "unknown",
         "files": {path: len(data) for path, data in image.files.items()},
-        "metadata": _parsed_metadata(image.files),
+        "metadata": _parsed_metadata(image.files, fmt.metadata_files if fmt else ()),
     }
     if args.contents:
         report["contents"] = {p: d.decode("utf-8", "replace") for p, d in image.files.items()}
@@ -153,13 +168,12 @@ def _inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _parsed_metadata(files: dict[str, bytes]) -> dict[str, Any]:
-    """The metadata files a reader would parse, parsed (YAML for NoCloud, JSON for config-2)."""
+def _parsed_metadata(files: dict[str, bytes], names: Sequence[str]) -> dict[str, Any]:
+    """The format's metadata files, parsed (YAML, a superset of JSON)."""
     import yaml
 
     parsed: dict[str, Any] = {}
-    for name in ("meta-data", "network-config", "openstack/latest/meta_data.json",
-                 "openstack/latest/network_data.json", "ec2/latest/meta-data.json"):
+    for name in names:
         if name in files:
             try:
                 parsed[name] = yaml.safe_load(files[name])
@@ -191,7 +205,7 @@ def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("watch", _watch, "keep one seed ISO per VM in step with a spec store")
     p.add_argument("--source", required=True, metavar="URL", help=STORE_HELP)
     p.add_argument("--out-dir", required=True, help="folder of <vm-id>.iso (owned by the watcher)")
-    p.add_argument("-f", "--format", choices=FORMAT_NAMES, default="nocloud", help="default: nocloud")
+    _format_option(p)
     p.add_argument("--once", action="store_true", help="one full sync, then exit")
     p.add_argument("--keep-deleted", action="store_true", help="keep the ISO of a deleted spec")
     p.add_argument("--qmp-map", metavar="FILE",
@@ -207,8 +221,7 @@ def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("spec", help="spec file (YAML or JSON), or - for standard input")
     p.add_argument("--expect-revision", type=int, metavar="REV",
                    help="write only if the stored spec is still at REV (0: must not exist)")
-    p.add_argument("-f", "--format", choices=FORMAT_NAMES, action="append",
-                   help="also check that this format can express the spec (repeatable)")
+    _formats_option(p, "check that this format can express the spec (repeatable; default: every format)")
 
     p = command("get", _get, "print a VM's spec as stored (its revision goes to stderr)")
     p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
@@ -262,13 +275,13 @@ def _qmp_map(path: str | None) -> dict[str, Any]:
 
     if not path:
         return {}
+    from configdrive.inputs import read_regular_file
     from configdrive.qmp import load_targets
     from configdrive.spec import parse_document
 
     try:
-        with open(path, "rb") as handle:
-            data = parse_document(handle.read(), path)
-    except (OSError, SpecError) as err:
+        data = parse_document(read_regular_file(path), path)
+    except (InputError, SpecError) as err:
         raise QmpError(f"cannot read the QMP map {path}: {err}") from err
     if not isinstance(data, dict):
         raise QmpError(f"{path}: the QMP map must be a mapping of VM ids")
@@ -278,24 +291,14 @@ def _qmp_map(path: str | None) -> dict[str, Any]:
 def _put(args: argparse.Namespace) -> int:
     from configdrive.stores import open_store, put_spec
 
-    raw = sys.stdin.buffer.read() if args.spec == "-" else _read_bytes(args.spec)
+    raw = _read_spec(args.spec)
     store = open_store(args.store)
     try:
-        revision = put_spec(store, args.vm_id, raw, args.expect_revision, args.format or ())
+        revision = put_spec(store, args.vm_id, raw, args.expect_revision, args.format or tuple(FORMATS))
     finally:
         store.close()
     print(f"{args.vm_id}: stored at revision {revision}", file=sys.stderr)
     return EXIT_OK
-
-
-def _read_bytes(path: str) -> bytes:
-    from configdrive.errors import Problem
-
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as err:
-        raise SpecError([Problem("", f"cannot read spec: {err.strerror}")], path) from err
 
 
 def _get(args: argparse.Namespace) -> int:

@@ -2,11 +2,15 @@
 
     ConfigDriveError                 root: catch this to catch everything we raise
      +-- SpecError                   the spec is invalid; .problems lists every Problem(path, message)
+     |    +-- FormatError            a valid spec that a format cannot express (problems name the format)
+     +-- UnknownFormatError          no format of that name; .name, .known
+     +-- InputError                  a user's file could not be read (missing, unreadable); .path
      +-- IsoError                    an image could not be built or read; .path names the file
      +-- OutputError                 a file could not be written safely; .path names the target
      +-- StoreError                  a spec store failed; .revision is the last revision seen
      |    +-- RevisionConflict       a compare-and-swap write lost to a concurrent writer
-     +-- QmpError                    qemu refused or failed a medium change; .sent / .received
+     +-- QemuError                   qemu could not be probed or driven
+          +-- QmpError               qemu refused or failed a QMP command; .sent / .received
 """
 
 from __future__ import annotations
@@ -43,6 +47,26 @@ class SpecError(ConfigDriveError):
         super().__init__(f"{where}invalid spec ({len(self.problems)} problem(s)):\n{lines}")
 
 
+class FormatError(SpecError):
+    """The spec is valid, but a format cannot express all of it; each problem names the format."""
+
+
+class UnknownFormatError(ConfigDriveError):
+    """A format name that is not in the registry."""
+
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        self.name, self.known = name, known
+        super().__init__(f"unknown format {name!r} (known: {', '.join(known)})")
+
+
+class InputError(ConfigDriveError):
+    """A file the user named could not be read: missing, unreadable, not a regular file."""
+
+    def __init__(self, message: str, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
 class IsoError(ConfigDriveError):
     """An ISO image could not be built or read."""
 
@@ -71,7 +95,11 @@ class RevisionConflict(StoreError):
     """A compare-and-swap write found a newer revision than the caller expected."""
 
 
-class QmpError(ConfigDriveError):
+class QemuError(ConfigDriveError):
+    """qemu could not be probed, started or driven."""
+
+
+class QmpError(QemuError):
     """qemu's QMP refused or failed a command; ``sent`` and ``received`` keep the evidence."""
 
     def __init__(self, message: str, sent: object = None, received: object = None) -> None:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Literal, get_args
 
-from configdrive.errors import ConfigDriveError
+from configdrive.errors import QemuError
 
 CdromBus = Literal["ide", "sata", "virtio-scsi"]
 Accelerator = Literal["kvm", "tcg"]
@@ -51,9 +51,9 @@ def cdrom_args(iso: str | os.PathLike[str], bus: CdromBus = "ide", *, node: str 
     ``<node>-scsi``, so they work on any machine type. ``node`` must be unique per VM.
     """
     if bus not in CDROM_BUSES:
-        raise ConfigDriveError(f"unknown CD-ROM bus {bus!r}; expected one of {CDROM_BUSES}")
+        raise QemuError(f"unknown CD-ROM bus {bus!r}; expected one of {CDROM_BUSES}")
     if not node or not all(c.isalnum() or c in "-_." for c in node) or not node[0].isalpha():
-        raise ConfigDriveError(f"invalid qemu node name {node!r}")
+        raise QemuError(f"invalid qemu node name {node!r}")
     drive = [
         "-drive",
         f"file={_option_value(os.fspath(iso))},format=raw,if=none,media=cdrom,readonly=on,id={node}",
@@ -83,7 +83,7 @@ def accel_args(accel: Accelerator) -> list[str]:
         return ["-accel", "kvm", "-cpu", "host"]
     if accel == "tcg":
         return ["-accel", "tcg", "-cpu", "max"]
-    raise ConfigDriveError(f"unknown accelerator {accel!r}")
+    raise QemuError(f"unknown accelerator {accel!r}")
 
 
 def probe_accelerator(
@@ -103,10 +103,10 @@ def probe_accelerator(
     """
     qemu_path = shutil.which(qemu)
     if qemu_path is None:
-        raise ConfigDriveError(f"{qemu} not found on PATH")
+        raise QemuError(f"{qemu} not found on PATH")
     kernel_path = Path(kernel)
     if not kernel_path.is_file():
-        raise ConfigDriveError(f"{kernel_path}: kernel for the accelerator probe not found")
+        raise QemuError(f"{kernel_path}: kernel for the accelerator probe not found")
     key = _probe_key(Path(qemu_path), kernel_path)
     cache_path = Path(cache) if cache is not None else None
     cached = _read_cache(cache_path, key)
@@ -137,7 +137,7 @@ def _kvm_boots(qemu: str, kernel: Path, timeout: float) -> bool:
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         except OSError as err:
-            raise ConfigDriveError(f"cannot start {qemu}: {err}") from err
+            raise QemuError(f"cannot start {qemu}: {err}") from err
         try:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
@@ -180,7 +180,7 @@ def _write_cache(path: Path, key: str, verdict: Accelerator) -> None:
         tmp.write_text(json.dumps({"key": key, "accel": verdict}) + "\n")
         os.replace(tmp, path)
     except OSError as err:
-        raise ConfigDriveError(f"{path}: cannot cache the accelerator verdict: {err}") from err
+        raise QemuError(f"{path}: cannot cache the accelerator verdict: {err}") from err
 
 
 def _option_value(value: str) -> str:

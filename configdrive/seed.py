@@ -1,12 +1,84 @@
-"""The pipeline the CLI, the watcher and the benchmark share: VMSpec -> FileTree -> ISO bytes."""
+"""The one pipeline: raw spec -> validated VMSpec -> FileTree -> ISO bytes.
+
+The CLI, the watcher, ``put`` and the benchmark all build and check seeds through these calls,
+so parsing, validating, the format's checks, rendering and packing are wired in one place.
+"""
 
 from __future__ import annotations
 
-from configdrive.iso import pack_iso
-from configdrive.model import VMSpec
-from configdrive.render import label, render
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from configdrive.errors import FormatError
+from configdrive.iso import build_epoch, pack_iso
+from configdrive.model import FileTree, VMSpec
+from configdrive.render import DEFAULT_FORMAT, FORMATS, Format, check, get_format
+
+#: What a spec may be given as: text or bytes (YAML or JSON), plain data, or an already valid VMSpec.
+SpecSource = VMSpec | bytes | str | Mapping[str, Any]
 
 
-def build_iso(spec: VMSpec, fmt: str = "nocloud") -> bytes:
-    """The seed ISO of ``spec`` in format ``fmt`` (``nocloud`` or ``configdrive``)."""
-    return pack_iso(render(spec, fmt), label(fmt))
+@dataclass(frozen=True)
+class Seed:
+    """One VM's seed in one format: the valid spec, the rendered tree, the instance id cloud-init
+    will see, and a digest of everything that goes into the image (the ISO is packed on demand)."""
+
+    spec: VMSpec
+    format: Format
+    tree: FileTree
+    instance_id: str
+    digest: str
+
+    @cached_property
+    def image(self) -> bytes:
+        """The ISO image bytes (packed on first use)."""
+        return pack_iso(self.tree, self.format.label)
+
+
+def load(source: SpecSource, origin: str | None = None) -> VMSpec:
+    """``source`` validated into a VMSpec; SpecError lists every problem. ``origin`` names it in errors."""
+    from configdrive.spec import parse_spec, spec_from_data
+
+    if isinstance(source, VMSpec):
+        return source
+    if isinstance(source, (bytes, str)):
+        return parse_spec(source, origin)
+    return spec_from_data(source, origin)
+
+
+def check_spec(source: SpecSource, formats: Iterable[str] = tuple(FORMATS), origin: str | None = None) -> VMSpec:
+    """Validate ``source`` and check that every one of ``formats`` can express it (default: all)."""
+    spec = load(source, origin)
+    try:
+        check(spec, tuple(formats))
+    except FormatError as err:
+        raise FormatError(err.problems, origin) from None
+    return spec
+
+
+def build_seed(source: SpecSource, fmt: str = DEFAULT_FORMAT, origin: str | None = None) -> Seed:
+    """The seed of ``source`` in format ``fmt``; SpecError (FormatError) when it cannot be built."""
+    form = get_format(fmt)
+    spec = check_spec(source, (form.name,), origin)
+    tree = form.render(spec)
+    return Seed(spec, form, tree, form.instance_id(spec), tree_digest(tree, form.label))
+
+
+def build_iso(spec: SpecSource, fmt: str = DEFAULT_FORMAT) -> bytes:
+    """The seed ISO of ``spec`` in format ``fmt``."""
+    return build_seed(spec, fmt).image
+
+
+def tree_digest(tree: FileTree, label: str) -> str:
+    """A hex digest that changes exactly when the packed image would: label, date and every file."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{label}\0{build_epoch()}\0{len(tree)}\0".encode())
+    for path in sorted(tree):
+        digest.update(f"{path}\0{len(tree[path])}\0".encode())
+        digest.update(tree[path])
+    return digest.hexdigest()
+
+

@@ -53,13 +53,11 @@ def rebuild(vm_id: str, raw: bytes, revision: int, fmt: str, path: str,
 
     ``known_digest`` None means "not built by this process yet": the file on disk is compared.
     A module-level function so that worker processes can run it during a large sync."""
-    from configdrive.render import instance_id
-    from configdrive.seed import build_iso
-    from configdrive.spec import parse_spec
+    from configdrive.seed import build_seed
 
     try:
-        spec = parse_spec(raw, vm_id)
-        data = build_iso(spec, fmt)
+        seed = build_seed(raw, fmt, vm_id)
+        data = seed.image
     except SpecError as err:
         return Result(vm_id, revision, "invalid", problems=tuple(err.problems))
     except ConfigDriveError as err:
@@ -68,12 +66,12 @@ def rebuild(vm_id: str, raw: bytes, revision: int, fmt: str, path: str,
     if known_digest is None:
         known_digest = _file_digest(path)
     if digest == known_digest:
-        return Result(vm_id, revision, "unchanged", digest, len(data), instance_id=instance_id(spec, fmt))
+        return Result(vm_id, revision, "unchanged", digest, len(data), instance_id=seed.instance_id)
     try:
         write_file(path, data)
     except ConfigDriveError as err:
         return Result(vm_id, revision, "failed", error=str(err))
-    return Result(vm_id, revision, "written", digest, len(data), instance_id=instance_id(spec, fmt))
+    return Result(vm_id, revision, "written", digest, len(data), instance_id=seed.instance_id)
 
 
 def _rebuild_args(args: tuple[str, bytes, int, str, str, bytes | None]) -> Result:

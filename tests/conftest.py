@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from configdrive.render import FORMATS as REGISTRY
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 VALID_SPECS = sorted((FIXTURES / "specs" / "valid").glob("*.yaml"))
 INVALID_SPECS = sorted((FIXTURES / "specs" / "invalid").glob("*.yaml"))
-FORMATS = ("nocloud", "configdrive")
+FORMATS = tuple(REGISTRY)
 
 
 def spec_id(path: Path) -> str:

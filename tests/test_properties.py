@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from configdrive import build_iso, load_spec, read_iso, render
+from configdrive.render import FORMATS
 from configdrive.spec import check_data
 
 KEYS = [
@@ -69,7 +70,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
 def test_any_valid_spec_builds_reproducibly_in_both_formats(data: dict[str, Any]) -> None:
     assert check_data(data) == []
     spec = load_spec(data)
-    for fmt in ("nocloud", "configdrive"):
+    for fmt in FORMATS:
         image = build_iso(spec, fmt)
         assert image == build_iso(load_spec(data), fmt)
         assert read_iso(image).files == dict(render(spec, fmt))

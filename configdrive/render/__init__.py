@@ -1,41 +1,56 @@
-"""The formats registry: a format name -> its renderer module, and ``render``."""
+"""The format registry (name -> Format) and ``render``; nothing else lists format names.
+
+Adding a format: a module beside these that defines ``FORMAT = Format(...)``, and one line below.
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
-
-from configdrive.errors import SpecError
+from configdrive.errors import FormatError, UnknownFormatError
 from configdrive.model import FileTree, VMSpec
-from configdrive.render import configdrive, nocloud
+from configdrive.render import nocloud, openstack
+from configdrive.render.format import Format
 
-#: Format name -> renderer module with ``LABEL``, ``problems(spec)``, ``render(spec)`` and
-#: ``instance_id(spec)``.
-FORMATS: dict[str, ModuleType] = {"nocloud": nocloud, "configdrive": configdrive}
+__all__ = ["DEFAULT_FORMAT", "FORMATS", "Format", "check", "format_of_label", "get_format", "instance_id",
+           "label", "render"]
+
+#: Every format, by name, in the order the CLI lists them.
+FORMATS: dict[str, Format] = {f.name: f for f in (nocloud.FORMAT, openstack.FORMAT)}
+
+#: The format used when none is named.
+DEFAULT_FORMAT = nocloud.FORMAT.name
 
 
-def renderer(fmt: str) -> ModuleType:
-    """The renderer module for a format name; ValueError names the known ones."""
+def get_format(name: str) -> Format:
+    """The Format called ``name``; UnknownFormatError names the known ones."""
     try:
-        return FORMATS[fmt]
+        return FORMATS[name]
     except KeyError:
-        raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})") from None
+        raise UnknownFormatError(name, tuple(FORMATS)) from None
 
 
-def render(spec: VMSpec, fmt: str = "nocloud") -> FileTree:
-    """The seed's file tree for ``fmt``; SpecError if the format cannot express the spec."""
-    module = renderer(fmt)
-    problems = module.problems(spec)
+def format_of_label(label: str) -> Format | None:
+    """The format whose volume label is ``label`` (in any case), if any."""
+    return next((f for f in FORMATS.values() if f.label.lower() == label.lower()), None)
+
+
+def check(spec: VMSpec, formats: tuple[str, ...] | list[str]) -> None:
+    """Raise one FormatError listing what any of ``formats`` cannot express; None when all can."""
+    problems = [p for name in formats for p in get_format(name).problems(spec)]
     if problems:
-        raise SpecError(problems)
-    tree: FileTree = module.render(spec)
-    return tree
+        raise FormatError(problems)
+
+
+def render(spec: VMSpec, fmt: str = DEFAULT_FORMAT) -> FileTree:
+    """The seed's file tree for format ``fmt``; FormatError if the format cannot express the spec."""
+    check(spec, [fmt])
+    return get_format(fmt).render(spec)
 
 
 def instance_id(spec: VMSpec, fmt: str) -> str:
-    """The instance id cloud-init will see in this format (config-2 uses ``uuid``)."""
-    return str(renderer(fmt).instance_id(spec))
+    """The instance id cloud-init will see for ``spec`` in format ``fmt``."""
+    return get_format(fmt).instance_id(spec)
 
 
 def label(fmt: str) -> str:
     """The volume label cloud-init looks for with this format."""
-    return str(renderer(fmt).LABEL)
+    return get_format(fmt).label

@@ -1,6 +1,6 @@
 """VMSpec.network -> cloud-init network config v2 (NoCloud) and OpenStack network_data.json (config-2).
 
-Both renderers are pure and shared by the formats; ``*_problems`` name what a format cannot express.
+Both renderers are pure and shared; what a format cannot express is checked in its own module.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from configdrive.errors import Problem
 from configdrive.model import Interface, Network, Route
 
 _SECTION = {"ethernet": "ethernets", "bond": "bonds", "vlan": "vlans"}
@@ -34,18 +33,6 @@ def accept_ra(iface: Interface) -> bool | None:
 
 
 # --- NoCloud: network config v2 ------------------------------------------------------------------
-
-
-def netplan_problems(network: Network) -> list[Problem]:
-    """What cloud-init 22.4's v2 parser cannot take from this network."""
-    problems = []
-    for iface in network.interfaces:
-        for j, route in enumerate(iface.routes):
-            if route.is_default and route.metric is not None:
-                problems.append(Problem(field(iface, f"routes[{j}]", "metric"),
-                                        "nocloud: a default route is written as gateway4/gateway6, "
-                                        "which carries no metric"))
-    return problems
 
 
 def render_netplan(network: Network) -> dict[str, Any]:
@@ -106,26 +93,6 @@ def _netplan_l3(iface: Interface) -> dict[str, Any]:
 
 
 # --- config-2: network_data.json -------------------------------------------------------------------
-
-
-def network_data_problems(network: Network) -> list[Problem]:
-    """What OpenStack's network_data.json, as cloud-init reads it, cannot express."""
-    problems = []
-    names = {i.id: i.name for i in network.interfaces}
-    for number, bond in enumerate(network.of_kind("bond")):
-        if bond.name != f"bond{number}":
-            problems.append(Problem(field(bond), f"configdrive: cloud-init names config-2 bonds "
-                                    f"bond0, bond1, ... in order; this one must be named bond{number}"))
-    for iface in network.interfaces:
-        if iface.kind == "ethernet" and not iface.macaddress:
-            problems.append(Problem(field(iface, "match", "macaddress"),
-                                    "configdrive: is required (network_data.json links are found by MAC)"))
-        if iface.kind == "vlan":
-            expected = f"{names[iface.vlan_link or '']}.{iface.vlan_id}"
-            if iface.name != expected:
-                problems.append(Problem(field(iface), f"configdrive: cloud-init names config-2 VLANs "
-                                        f"<link>.<id>; this one must be named {expected}"))
-    return problems
 
 
 def render_network_data(network: Network) -> dict[str, Any]:

@@ -6,10 +6,9 @@ from typing import Any
 
 from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
-from configdrive.render.network import netplan_problems, render_netplan
+from configdrive.render.format import Format
+from configdrive.render.network import field, render_netplan
 from configdrive.render.userdata import dump_yaml, render_payload
-
-LABEL = "cidata"
 
 
 def instance_id(spec: VMSpec) -> str:
@@ -18,8 +17,15 @@ def instance_id(spec: VMSpec) -> str:
 
 
 def problems(spec: VMSpec) -> list[Problem]:
-    """What NoCloud cannot carry from this spec."""
-    return netplan_problems(spec.network) if spec.network else []
+    """What NoCloud, as cloud-init 22.4's v2 parser reads it, cannot carry from this spec."""
+    problems = []
+    for iface in spec.network.interfaces if spec.network else ():
+        for j, route in enumerate(iface.routes):
+            if route.is_default and route.metric is not None:
+                problems.append(Problem(field(iface, f"routes[{j}]", "metric"),
+                                        "nocloud: a default route is written as gateway4/gateway6, "
+                                        "which carries no metric"))
+    return problems
 
 
 def render(spec: VMSpec) -> FileTree:
@@ -47,3 +53,15 @@ def render(spec: VMSpec) -> FileTree:
         tree["network-config"] = dump_yaml(render_netplan(spec.network))
     return tree
 
+
+
+FORMAT = Format(
+    name="nocloud",
+    label="cidata",
+    help="NoCloud seed (label cidata): meta-data, user-data, vendor-data, network-config v2",
+    datasource="NoCloud",
+    render=render,
+    problems=problems,
+    instance_id=instance_id,
+    metadata_files=("meta-data", "network-config"),
+)

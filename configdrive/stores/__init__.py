@@ -113,14 +113,12 @@ def check_vm_id(vm_id: str) -> str:
 
 
 def put_spec(store: SpecStore, vm_id: str, raw: bytes, expected_revision: int | None = None,
-             formats: Sequence[str] = ()) -> int:
-    """Validate ``raw`` (and that each of ``formats`` can express it), then store it.
+             formats: Sequence[str] | None = None) -> int:
+    """Check ``raw`` through the pipeline (valid, and expressible in each of ``formats``; default:
+    every format), then store it. SpecError lists every problem and nothing is written; returns
+    the new revision."""
+    from configdrive.render import FORMATS
+    from configdrive.seed import check_spec
 
-    SpecError lists every problem and nothing is written; returns the new revision."""
-    from configdrive.render import render
-    from configdrive.spec import parse_spec
-
-    spec = parse_spec(raw, f"{store.url} {vm_id}")
-    for fmt in formats:
-        render(spec, fmt)
+    check_spec(raw, tuple(FORMATS) if formats is None else formats, f"{store.url} {vm_id}")
     return store.put(check_vm_id(vm_id), raw, expected_revision)

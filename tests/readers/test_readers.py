@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from configdrive import FORMATS as REGISTRY
 from configdrive import build_iso, load_spec, render, write_file
 from tests.conftest import FORMATS, ROOT, VALID_SPECS, spec_id
 
@@ -71,7 +72,7 @@ def test_blkid_sees_iso9660_with_the_label(image: tuple[Path, dict[str, Any], st
     out = _run("blkid", "-p", "-o", "export", str(iso))
     fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     assert fields["TYPE"] == "iso9660"
-    assert fields["LABEL"] == ("cidata" if fmt == "nocloud" else "config-2")
+    assert fields["LABEL"] == REGISTRY[fmt].label
 
 
 def test_xorriso_and_bsdtar_list_the_same_long_names(image: tuple[Path, dict[str, Any], str]) -> None:

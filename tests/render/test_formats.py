@@ -8,7 +8,7 @@ import json
 import yaml
 
 from configdrive import load_spec, render
-from configdrive.render import configdrive as cd
+from configdrive.render import openstack as cd
 from tests.conftest import FIXTURES
 
 EXAMPLE = load_spec(FIXTURES / "specs/valid/example.yaml")

@@ -12,10 +12,9 @@ from typing import Any
 
 from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
-from configdrive.render.network import network_data_problems, render_network_data
+from configdrive.render.format import Format
+from configdrive.render.network import field, render_network_data
 from configdrive.render.userdata import render_payload
-
-LABEL = "config-2"
 
 OS_FOLSOM = "2012-08-10"
 OS_GRIZZLY = "2013-04-04"
@@ -58,8 +57,25 @@ def instance_id(spec: VMSpec) -> str:
 
 
 def problems(spec: VMSpec) -> list[Problem]:
-    """What a config drive cannot carry from this spec."""
-    return network_data_problems(spec.network) if spec.network else []
+    """What a config drive's network_data.json, as cloud-init reads it, cannot carry from this spec."""
+    if spec.network is None:
+        return []
+    problems = []
+    names = {i.id: i.name for i in spec.network.interfaces}
+    for number, bond in enumerate(spec.network.of_kind("bond")):
+        if bond.name != f"bond{number}":
+            problems.append(Problem(field(bond), f"configdrive: cloud-init names config-2 bonds "
+                                    f"bond0, bond1, ... in order; this one must be named bond{number}"))
+    for iface in spec.network.interfaces:
+        if iface.kind == "ethernet" and not iface.macaddress:
+            problems.append(Problem(field(iface, "match", "macaddress"),
+                                    "configdrive: is required (network_data.json links are found by MAC)"))
+        if iface.kind == "vlan":
+            expected = f"{names[iface.vlan_link or '']}.{iface.vlan_id}"
+            if iface.name != expected:
+                problems.append(Problem(field(iface), f"configdrive: cloud-init names config-2 VLANs "
+                                        f"<link>.<id>; this one must be named {expected}"))
+    return problems
 
 
 def render(spec: VMSpec) -> FileTree:
@@ -148,3 +164,16 @@ def _ec2_meta_data(spec: VMSpec) -> dict[str, Any]:
 
 def _json(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(", ", ": ")).encode()
+
+
+FORMAT = Format(
+    name="configdrive",
+    label="config-2",
+    help="OpenStack config drive (label config-2): openstack/<version>/, ec2/, content/",
+    datasource="ConfigDrive",
+    render=render,
+    problems=problems,
+    instance_id=instance_id,
+    metadata_files=("openstack/latest/meta_data.json", "openstack/latest/network_data.json",
+                    "ec2/latest/meta-data.json"),
+)

@@ -1,0 +1,30 @@
+"""The Format record: everything the rest of configdrive knows about one output format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from configdrive.errors import Problem
+from configdrive.model import FileTree, VMSpec
+
+
+@dataclass(frozen=True)
+class Format:
+    """One seed format, defined beside its renderer and registered in ``configdrive.render.FORMATS``.
+
+    ``problems`` names what the format cannot express (each problem's message starts with the
+    format's name); ``render`` is pure (no I/O, no clock); ``instance_id`` is the id cloud-init
+    will see; ``fixed_instance_id`` is set when cloud-init's reader ignores the seed's id;
+    ``metadata_files`` are the files ``configdrive inspect`` parses.
+    """
+
+    name: str
+    label: str
+    help: str
+    datasource: str
+    render: Callable[[VMSpec], FileTree]
+    problems: Callable[[VMSpec], list[Problem]]
+    instance_id: Callable[[VMSpec], str]
+    metadata_files: tuple[str, ...] = ()
+    fixed_instance_id: str | None = None
