@@ -106,9 +106,15 @@ def _origin(source: str) -> str:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from configdrive.output import write_file
+    from configdrive.errors import OutputError
+    from configdrive.output import check_target, write_file
     from configdrive.seed import build_seed
 
+    try:
+        check_target(args.output)  # a device, FIFO, folder or symlink named by -o is bad input
+    except OutputError as err:
+        print(f"configdrive: error: {err}", file=sys.stderr)
+        return EXIT_INVALID
     seed = build_seed(_read_spec(args.spec), args.format, _origin(args.spec))
     write_file(args.output, seed.image)
     print(f"wrote {args.output} ({args.format}, {len(seed.image)} bytes)", file=sys.stderr)

@@ -138,8 +138,7 @@ def test_build_refuses_an_output_that_is_not_a_regular_file(tmp_path: Path, kind
     target = tmp_path / "seed.iso"
     before = make_special(target, kind)
     result = run("build", str(EXAMPLE), "-o", str(target))
-    # Issue 12 asks for exit 2 (invalid input); that needs cli.py to check the target before
-    # building, which is not done yet: until then any failure (today 1) is accepted here.
-    assert result.returncode != 0 and "refusing" in result.stderr
+    # exit 2: a target that is not a regular file is bad input, refused before anything is built
+    assert result.returncode == 2 and "refusing" in result.stderr
     assert_unchanged(target, before)
     assert os.listdir(tmp_path) == ["seed.iso"]
