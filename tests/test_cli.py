@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import configdrive
 from configdrive import read_iso
 from tests.conftest import FIXTURES, ROOT
 from tests.test_output import assert_unchanged, make_special
@@ -131,6 +132,33 @@ def test_build_does_not_import_heavy_or_unused_modules(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data[:32768] == bytes(32768) and data[32768:32774] == b"\x01CD001"  # system area, then the PVD
     assert "etcd3" not in result.stdout and "grpc" not in result.stdout and "qemu" not in result.stdout
+
+
+LIBRARIES = ("pycdlib", "jsonschema", "yaml", "etcd3", "grpc", "qemu.qmp")
+IMPORT_PROBE = ("import sys, runpy; sys.argv=['configdrive', *sys.argv[1:]]\n"
+                "try: runpy.run_module('configdrive', run_name='__main__')\n"
+                "except SystemExit: pass\n"
+                f"print('loaded:', ','.join(m for m in {LIBRARIES!r} if m in sys.modules), file=sys.stderr)")
+
+
+@pytest.mark.parametrize(("argv", "allowed"), [
+    (["--help"], set()),
+    (["schema"], set()),
+    (["list", "--store", "dir:{tmp}"], set()),
+    (["get", "--store", "dir:{tmp}", "vm1"], set()),
+    (["inspect", "{iso}"], {"pycdlib", "yaml"}),
+    (["build", "{spec}", "-o", "{tmp}/out.iso"], {"pycdlib", "jsonschema", "yaml"}),
+])
+def test_commands_import_only_the_libraries_they_use(tmp_path: Path, argv: list[str], allowed: set[str]) -> None:
+    iso = tmp_path / "seed.iso"
+    iso.write_bytes(configdrive.build_iso(configdrive.load_spec(EXAMPLE)))
+    args = [a.format(tmp=tmp_path, iso=iso, spec=EXAMPLE) for a in argv]
+    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    loaded = set(result.stderr.rpartition("loaded: ")[2].strip().split(",")) - {""}
+    assert loaded <= allowed, result.stderr
+    if argv[0] == "build":
+        assert loaded == allowed and (tmp_path / "out.iso").exists()
 
 
 @pytest.mark.parametrize("kind", ["fifo", "char-device"])
