@@ -98,30 +98,30 @@ def worker(args: list[str]) -> None:
     """``run.py --worker FMT SPEC.json RUNS``: times data -> validated -> ISO bytes, prints JSON."""
     fmt, spec_path, runs = args[0], args[1], int(args[2])
     from configdrive.iso import pack_iso
-    from configdrive.render import label, render
-    from configdrive.seed import build_iso
-    from configdrive.spec import spec_from_data
+    from configdrive.render import get_format
+    from configdrive.seed import build_iso, load
 
     data = json.loads(Path(spec_path).read_text())
+    form = get_format(fmt)
     for _ in range(20):
-        build_iso(spec_from_data(data), fmt)
+        build_iso(data, fmt)
     times, stages = [], {"validate": [], "render": [], "pack": []}
     clock = time.perf_counter_ns
     for _ in range(runs):
         t0 = clock()
-        build_iso(spec_from_data(data), fmt)
+        build_iso(data, fmt)  # the pipeline: plain data -> validated -> tree -> ISO bytes
         times.append(clock() - t0)
     for _ in range(max(50, runs // 4)):
         t0 = clock()
-        spec = spec_from_data(data)
+        spec = load(data)
         t1 = clock()
-        tree = render(spec, fmt)
+        tree = form.render(spec)
         t2 = clock()
-        pack_iso(tree, label(fmt))
+        pack_iso(tree, form.label)
         t3 = clock()
         for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             stages[name].append(value)
-    image = build_iso(spec_from_data(data), fmt)
+    image = build_iso(data, fmt)
     print(json.dumps({"times": [t / 1e9 for t in times], "size": len(image),
                       "sha256": hashlib.sha256(image).hexdigest(),
                       "stages": {k: statistics.median(v) / 1e6 for k, v in stages.items()},
@@ -136,6 +136,10 @@ def batch_worker(args: list[str]) -> None:
     from configdrive.spec import spec_from_data
 
     specs = [typical_spec(i) for i in range(count)]
+    t0 = time.perf_counter()
+    for data in specs:  # the same builds, kept nowhere: what writing is compared against
+        build_iso(spec_from_data(data), fmt)
+    memory = time.perf_counter() - t0
     digests = set()
     t0 = time.perf_counter()
     for i, data in enumerate(specs):
@@ -161,7 +165,8 @@ def batch_worker(args: list[str]) -> None:
         for i, image in enumerate(sample):
             write(folder / f"{i:05d}.iso", image)
         floors[name] = (time.perf_counter() - t0) * count / len(sample)
-    print(json.dumps({"total": total, "plain": plain, **floors, "distinct": len(digests), "rss": rss}))
+    print(json.dumps({"total": total, "plain": plain, "memory": memory, **floors, "distinct": len(digests),
+                      "rss": rss}))
 
 
 def _plain_write(path: Path, data: bytes) -> None:
@@ -207,7 +212,9 @@ def digest(path: Path) -> str:
 
 
 def peer_commands(fmt: str, tree: Path, out: Path) -> dict[str, list[str]]:
-    label = "cidata" if fmt == "nocloud" else "config-2"
+    from configdrive.render import get_format
+
+    label = get_format(fmt).label
     cmds = {
         "genisoimage -J -r": ["genisoimage", "-quiet", "-J", "-r", "-V", label, "-o", str(out), str(tree)],
         "xorriso -as mkisofs": ["xorriso", "-as", "mkisofs", "-quiet", "-J", "-r", "-V", label,
@@ -301,6 +308,8 @@ def bench_batch(count: int, peer_count: int, work: Path) -> list[dict[str, Any]]
     rows = [{"tool": "configdrive (in-process, write_file: atomic + fsync)", "seeds": count,
              "seconds": ours["total"], "rss_mib": ours["rss"] / 2**20,
              "note": f"{ours['distinct']:,} distinct images"},
+            {"tool": "configdrive (in-process, in memory: built, not written)", "seeds": count,
+             "seconds": ours["memory"], "rss_mib": None, "note": "validate + render + pack only"},
             {"tool": "configdrive (in-process, plain write())", "seeds": count, "seconds": ours["plain"],
              "rss_mib": None, "note": "no fsync: the build's own cost plus the page cache"},
             {"tool": "floor: same bytes from memory, plain write()", "seeds": count,
@@ -324,6 +333,9 @@ def bench_batch(count: int, peer_count: int, work: Path) -> list[dict[str, Any]]
         rows.append({"tool": tool, "seeds": n, "seconds": seconds, "rss_mib": None,
                      "note": f"{n:,} specs from a bash loop; 10,000 would take ~{seconds * 10000 / n:,.0f} s"})
     return rows
+
+
+IMPORT_FLOOR = "reference: python3 -c 'import yaml, pycdlib, jsonschema'"
 
 
 def bench_cold(work: Path, quick: bool) -> list[dict[str, Any]]:
@@ -352,6 +364,7 @@ def bench_cold(work: Path, quick: bool) -> list[dict[str, Any]]:
         "reference: python3 -c pass": [sys.executable, "-c", "pass"],
         "reference: python3 -S -c pass": [sys.executable, "-S", "-c", "pass"],
         "reference: python3 -c 'import jsonschema'": [sys.executable, "-c", "import jsonschema"],
+        IMPORT_FLOOR: [sys.executable, "-c", "import yaml, pycdlib, jsonschema"],
     }
     no_cache = dict(env, PYTHONDONTWRITEBYTECODE="1")
     del no_cache["PYTHONPYCACHEPREFIX"]
@@ -430,21 +443,34 @@ def render_report(info: dict[str, str], workloads: dict[str, list[dict[str, Any]
     lines += ["", "## cold start: whole process, typical NoCloud seed", "",
               "| command | median ms | p95 ms | peak RSS MiB |", "|---|---:|---:|---:|"]
     lines += [f"| {r['tool']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['rss_mib']:.1f} |" for r in cold]
-    lines += ["", "## targets (issue 4)", "", "| target | measured | verdict |", "|---|---:|---|"]
+    lines += ["", "## targets (issue 10)", "", "| target | measured | verdict |", "|---|---:|---|"]
     nc, cd = workloads["nocloud-typical"], workloads["configdrive-full"]
-    geniso = next(r for r in nc if r["tool"].startswith("genisoimage"))
-    geniso_cd = next(r for r in cd if r["tool"].startswith("genisoimage"))
+
+    def peer(rows: list[dict[str, Any]], prefix: str) -> dict[str, Any]:
+        return next(r for r in rows if r["tool"].startswith(prefix))
+
+    floor = next(r for r in cold if r["tool"] == IMPORT_FLOOR)
+    in_memory = next(r for r in batch if r["tool"].startswith("configdrive (in-process, in memory"))
+    durable = batch[0]
+    # (what, measured, limit, unit, "min" when the measured value must reach the limit)
     checks = [
-        ("typical NoCloud seed in-process <= 1 ms median", nc[0]["median_ms"], 1.0, "ms"),
-        ("full config drive in-process <= 3 ms median", cd[0]["median_ms"], 3.0, "ms"),
-        ("10,000 seeds written <= 10 s", batch[0]["seconds"] * 10000 / batch[0]["seeds"], 10.0, "s"),
-        ("NoCloud ISO <= 0.25x genisoimage's", nc[0]["size"] / geniso["size"], 0.25, "x"),
-        ("config drive ISO <= 0.25x genisoimage's", cd[0]["size"] / geniso_cd["size"], 0.25, "x"),
-        ("cold `configdrive build` <= 100 ms", cold[0]["median_ms"], 100.0, "ms"),
+        ("typical NoCloud seed: genisoimage process / configdrive in-process >= 3x",
+         peer(nc, "genisoimage")["median_ms"] / nc[0]["median_ms"], 3.0, "x", "min"),
+        ("typical NoCloud seed: cloud-localds / configdrive in-process >= 15x",
+         peer(nc, "cloud-localds")["median_ms"] / nc[0]["median_ms"], 15.0, "x", "min"),
+        ("full config drive: genisoimage process / configdrive in-process >= 2x",
+         peer(cd, "genisoimage")["median_ms"] / cd[0]["median_ms"], 2.0, "x", "min"),
+        ("NoCloud ISO <= 0.35x genisoimage's", nc[0]["size"] / peer(nc, "genisoimage")["size"], 0.35, "x", "max"),
+        ("config drive ISO <= 0.35x genisoimage's", cd[0]["size"] / peer(cd, "genisoimage")["size"], 0.35, "x",
+         "max"),
+        ("cold `configdrive build` <= 1.2x import floor", cold[0]["median_ms"] / floor["median_ms"], 1.2, "x",
+         "max"),
+        ("10,000 seeds written durably <= 2x building them in memory", durable["seconds"] / in_memory["seconds"],
+         2.0, "x", "max"),
     ]
-    for what, value, limit, unit in checks:
-        verdict = "met" if value <= limit else f"missed by {value - limit:.2f} {unit} ({value / limit:.1f}x)"
-        lines.append(f"| {what} | {value:.3f} {unit} | {verdict} |")
+    for what, value, limit, unit, kind in checks:
+        met = value >= limit if kind == "min" else value <= limit
+        lines.append(f"| {what} | {value:.3f} {unit} | {'met' if met else 'missed'} |")
     return "\n".join(lines) + "\n"
 
 
