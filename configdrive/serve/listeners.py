@@ -1,0 +1,53 @@
+"""Listening sockets: ``--listen`` addresses (IPv4, ``[IPv6]:PORT``, link-local with a zone)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+from configdrive.serve.errors import ServeError
+
+#: Linux's IP_FREEBIND (Python names it only from 3.12 on); IPv6 sockets honour it too.
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``[fe80::1%br0]:PORT`` -> (host, port); numeric hosts only."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServeError(f"--listen {value!r}: expected HOST:PORT or [IPV6]:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ServeError(f"--listen {value!r}: write an IPv6 address in brackets, [{host}]:{port}")
+    if not host:
+        raise ServeError(f"--listen {value!r}: name the address to listen on (0.0.0.0 or [::] for all)")
+    return host, int(port)
+
+
+def bind_tcp(value: str, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket for a ``--listen`` value.
+
+    IPv6 sockets are IPv6-only (list ``0.0.0.0:PORT`` as well for IPv4); the address may be one
+    the host does not have yet (IP_FREEBIND), so the service can start before its bridge is up."""
+    host, port = parse_listen(value)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise ServeError(f"--listen {value!r}: {err.strerror}") from err
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError as err:
+        sock.close()
+        raise ServeError(f"--listen {value!r}: {err.strerror}") from err
+    return sock

@@ -1,0 +1,95 @@
+"""The running metadata service: tables, the HTTP server, its TCP listeners and per-VM sockets.
+
+Everything here runs on one asyncio event loop. What feeds the tables (the store follower and
+its HTTP sink) runs in another thread and hands changes over with ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable, Sequence
+
+from configdrive.errors import ConfigDriveError
+from configdrive.serve.listeners import bind_tcp
+from configdrive.serve.registry import MetadataTables
+from configdrive.serve.server import DEFAULT_LIMITS, Limits, MetadataServer
+from configdrive.serve.socketdir import SocketDir
+
+log = logging.getLogger("configdrive.serve")
+
+
+class MetadataService:
+    """Serves ``tables`` on ``listen`` addresses and, with ``socket_dir``, one socket per VM."""
+
+    def __init__(self, listen: Sequence[str] = (), socket_dir: str | os.PathLike[str] | None = None,
+                 leases: str | os.PathLike[str] | None = None, limits: Limits = DEFAULT_LIMITS,
+                 access_log: bool = True) -> None:
+        self.listen = tuple(listen)
+        self.socket_dir_path = socket_dir
+        self.leases_path = leases
+        self.limits = limits
+        self.access_log = access_log
+        self.tables = MetadataTables()
+        self.sockets: SocketDir | None = None
+        self.addresses: list[tuple[str, int]] = []  # what each --listen value is bound to
+        self._server: MetadataServer | None = None
+        self._listeners: list[asyncio.AbstractServer] = []
+
+    @property
+    def server(self) -> MetadataServer:
+        assert self._server is not None, "start() first"
+        return self._server
+
+    async def start(self) -> None:
+        """Bind every listener (ServeError names the one that failed) and read the leases."""
+        loop = asyncio.get_running_loop()
+        if self.leases_path is not None:
+            self._read_leases(initial=True)
+        self._server = MetadataServer(self.tables, self.limits, access_log_enabled=self.access_log)
+        sockets = [bind_tcp(value) for value in self.listen]
+        for sock in sockets:
+            self._listeners.append(await loop.create_server(self._server, sock=sock))
+            self.addresses.append(sock.getsockname()[:2])
+        if self.socket_dir_path is not None:
+            self.sockets = SocketDir(self.socket_dir_path, self._server.connection)
+            self.tables.listen(self.sockets.changed)
+        log.info("serving metadata on %s", ", ".join(
+            [*self.listen, *([f"{self.socket_dir_path}/<vm-id>.sock"] if self.sockets else [])]) or "nothing")
+
+    def full_set(self, present: Iterable[str]) -> None:
+        """A full sync ended: stop serving VMs not in ``present`` and remove sockets left by
+        an earlier run."""
+        keep = frozenset(present)
+        for vm_id in [v for v in self.tables.vms if v not in keep]:
+            self.tables.remove(vm_id)
+        if self.sockets is not None:
+            self.sockets.remove_orphans(keep)
+
+    def reload(self) -> None:
+        """SIGHUP: read the leases file again (the caller re-lists the store)."""
+        if self.leases_path is not None:
+            self._read_leases(initial=False)
+
+    def _read_leases(self, initial: bool) -> None:
+        from configdrive.serve.leases import read_leases
+
+        try:
+            leases = read_leases(self.leases_path or "")
+        except ConfigDriveError as err:
+            if initial:
+                raise
+            log.error("keeping the previous leases: %s", err)
+            return
+        self.tables.set_leases(leases)
+        log.info("leases: %d addresses for %d VMs", sum(map(len, leases.values())), len(leases))
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop listening, remove the sockets, and close connections (after ``grace`` seconds)."""
+        for listener in self._listeners:
+            listener.close()
+        if self.sockets is not None:
+            await self.sockets.close()
+        if self._server is not None:
+            await self._server.shutdown(grace)
