@@ -11,15 +11,19 @@ import ipaddress
 import json
 import os
 import re
+import reprlib
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from configdrive.errors import Problem, SpecError
 from configdrive.model import File, Interface, Nameservers, Network, Part, Route, SSHKey, VMSpec
-from configdrive.schema import Validator, best_match
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 #: Documented size limits; each exceeded one is reported with the field that hit it.
 LIMITS = {
@@ -84,8 +88,8 @@ def spec_from_data(data: Any, source: str | None = None) -> VMSpec:
 
 def check_data(data: Any) -> list[Problem]:
     """Every problem with a spec given as plain data; empty when it is valid."""
-    problems = schema_problems(data)
-    if isinstance(data, Mapping):
+    problems, checked = _schema_check(data)
+    if checked and isinstance(data, Mapping):
         # Semantic checks run on every top-level field the schema found no fault in, so one
         # pass reports everything that is wrong without tripping over wrongly typed values.
         broken = {p.path.split(".")[0].split("[")[0] for p in problems}
@@ -110,38 +114,164 @@ def schema_text() -> str:
 
 @lru_cache(maxsize=1)
 def _validator() -> Validator:
-    return Validator(json.loads(schema_text()))
+    """The one jsonschema validator of this process, built on first use (importing jsonschema
+    costs ~50 ms, which ``configdrive schema``, ``get`` and ``list`` never pay)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.validators import extend
+
+    schema = json.loads(schema_text())
+    keywords = _short_message_keywords(ValidationError, Draft202012Validator.VALIDATORS["const"])
+    cls = cast("type[Validator]", cast(Callable[..., Any], extend)(Draft202012Validator, keywords))
+    if _uses_keyword(schema, "format"):
+        return cls(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return cls(schema)
 
 
-def field_path(parts: Iterable[str | int]) -> str:
-    """``['network', 'ethernets', 'eth1', 'addresses', 0]`` -> ``network.ethernets.eth1.addresses[0]``."""
+def _uses_keyword(schema: Any, keyword: str) -> bool:
+    if isinstance(schema, dict):
+        return keyword in schema or any(_uses_keyword(v, keyword) for v in schema.values())
+    return isinstance(schema, list) and any(_uses_keyword(v, keyword) for v in schema)
+
+
+#: Longest quote of a value in a message: values can be megabytes, or YAML alias bombs.
+QUOTE_CHARS = 60
+
+_REPR = reprlib.Repr()  # bounded however large or deep the value (and safe on cycles)
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 2, QUOTE_CHARS, QUOTE_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 6
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` for a message, cut to about ``QUOTE_CHARS`` characters."""
+    try:
+        return _cut(_REPR.repr(value))
+    except Exception:  # a repr that raises, e.g. an int too long to print
+        return f"<{type(value).__name__}>"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= QUOTE_CHARS + 3 else text[:QUOTE_CHARS] + "..."
+
+
+#: A jsonschema keyword function: (validator, keyword value, instance, schema) -> errors.
+Keyword = Callable[[Any, Any, Any, Any], Iterator["ValidationError"]]
+
+
+def _short_message_keywords(error: type[ValidationError], const: Keyword) -> dict[str, Keyword]:
+    """jsonschema's keywords whose message quotes the instance, same checks and wording, quoting it
+    through ``quote``: jsonschema builds ``f"{instance!r} ..."`` eagerly, so a 7-level alias bomb
+    (~300 bytes of YAML) took 4 s and 52 MB per message before any could be shortened."""
+
+    def sized(kind: str, too_long: bool, edge: int, at_edge: str, otherwise: str) -> Keyword:
+        def check(validator: Any, limit: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+            if validator.is_type(instance, kind) and (
+                    len(instance) > limit if too_long else len(instance) < limit):
+                yield error(f"{quote(instance)} {at_edge if limit == edge else otherwise}")
+        return check
+
+    def type_(validator: Any, types: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        types = [types] if isinstance(types, str) else types
+        if not any(validator.is_type(instance, each) for each in types):
+            yield error(f"{quote(instance)} is not of type {', '.join(map(repr, types))}")
+
+    def pattern(validator: Any, regex: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        if validator.is_type(instance, "string") and not re.search(regex, instance):
+            yield error(f"{quote(instance)} does not match {regex!r}")
+
+    def enum(validator: Any, enums: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        # jsonschema's own equality (a bool is not 1), through const, whose message quotes no instance
+        if all(next(iter(const(validator, each, instance, schema)), None) for each in enums):
+            yield error(f"{quote(instance)} is not one of {enums!r}")
+
+    def minimum(validator: Any, low: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        if validator.is_type(instance, "number") and instance < low:
+            yield error(f"{quote(instance)} is less than the minimum of {low!r}")
+
+    def maximum(validator: Any, high: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        if validator.is_type(instance, "number") and instance > high:
+            yield error(f"{quote(instance)} is greater than the maximum of {high!r}")
+
+    def any_of(validator: Any, branches: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        context: list[ValidationError] = []
+        for index, branch in enumerate(branches):
+            errors = list(validator.descend(instance, branch, schema_path=index))
+            if not errors:
+                return
+            context += errors
+        yield error(f"{quote(instance)} is not valid under any of the given schemas", context=context)
+
+    def not_(validator: Any, negated: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+        if validator.evolve(schema=negated).is_valid(instance):
+            yield error(f"{quote(instance)} should not be valid under {negated!r}")
+
+    return {
+        "type": type_, "pattern": pattern, "enum": enum, "minimum": minimum, "maximum": maximum,
+        "anyOf": any_of, "not": not_,
+        "minLength": sized("string", False, 1, "should be non-empty", "is too short"),
+        "maxLength": sized("string", True, 0, "is expected to be empty", "is too long"),
+        "minItems": sized("array", False, 1, "should be non-empty", "is too short"),
+        "maxItems": sized("array", True, 0, "is expected to be empty", "is too long"),
+        "maxProperties": sized("object", True, 0, "is expected to be empty", "has too many properties"),
+    }
+
+
+def field_path(parts: Iterable[Any]) -> str:
+    """``['network', 'ethernets', 'eth1', 'addresses', 0]`` -> ``network.ethernets.eth1.addresses[0]``.
+
+    A key longer than ``QUOTE_CHARS`` is cut like a quoted value (keys are user text too)."""
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        out += f".{_cut(str(part))}" if out else _cut(str(part))
     return out
 
 
 def schema_problems(data: Any) -> list[Problem]:
-    """Schema violations, each at the path of the field it concerns.
+    """Schema violations, each at the path of the field it concerns (jsonschema, Draft 2020-12)."""
+    return _schema_check(data)[0]
 
-    Checked by ``configdrive.schema`` (jsonschema's messages without its 95 ms import)."""
-    problems = []
+
+def _schema_check(data: Any) -> tuple[list[Problem], bool]:
+    """Schema problems, and whether the check ran to its end (semantic checks need that)."""
     validator = _validator()
-    for error in validator.iter_errors(data):
-        if error.context:  # anyOf: report the branch the user most likely meant
-            error = best_match(error.context, len(error.path))
-        parts = list(error.path)
-        message = error.message
-        if error.keyword == "required":
-            parts += error.names
-            message = "is required"
-        elif error.keyword == "additionalProperties":
-            problems += [Problem(field_path([*parts, extra]), "unknown field") for extra in error.names]
-            continue
-        elif error.keyword == "not" and not parts:
-            parts, message = ["user_data_parts"], "give either user_data or user_data_parts, not both"
-        problems.append(Problem(field_path(parts), message))
-    return problems
+    from jsonschema.exceptions import best_match  # already imported by _validator()
+
+    problems: list[Problem] = []
+    try:
+        for error in validator.iter_errors(data):
+            if error.context:
+                # anyOf: the branch the user most likely meant, by best_match's own descent into
+                # the context (deepest error; the anyOf error itself when branches tie). Given
+                # error.context directly it would pick the shallowest: for a list of parts with one
+                # bad field, "[...] is not of type 'string'".
+                error = best_match([error])
+            problems += _problems_of(error)
+    except Exception as err:  # input jsonschema cannot handle, e.g. a complex number
+        problems.append(Problem("", f"cannot be checked against the schema: {type(err).__name__}: "
+                                    f"{_cut(str(err))}"))
+        return problems, False
+    return list(dict.fromkeys(problems)), True  # required: each error names every missing field
+
+
+def _problems_of(error: ValidationError) -> list[Problem]:
+    """One jsonschema error in our words: missing and unknown fields at their own paths."""
+    parts = list(error.absolute_path)
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    if error.validator == "required":
+        return [Problem(field_path([*parts, name]), "is required") for name in value if name not in instance]
+    if error.validator == "additionalProperties" and value is False:
+        # jsonschema names the extra keys only inside its message; find them as it does
+        schema: Any = error.schema
+        known, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
+        return [Problem(field_path([*parts, extra]), "unknown field") for extra in instance
+                if extra not in known and not (isinstance(extra, str) and any(re.search(p, extra) for p in patterns))]
+    if error.validator == "not" and not parts:
+        return [Problem("user_data_parts", "give either user_data or user_data_parts, not both")]
+    return [Problem(field_path(parts), error.message)]
 
 
 # --- semantic checks --------------------------------------------------------------------------

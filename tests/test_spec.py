@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from configdrive import SpecError, load_spec, parse_spec
+from configdrive.model import Route
 from configdrive.spec import check_data, field_path, parse_document, parse_ssh_key
 from tests.conftest import FIXTURES, INVALID_SPECS, VALID_SPECS, spec_id
 
@@ -81,8 +82,15 @@ def test_default_route_takes_the_gateway_family() -> None:
 
 
 def test_gateway_reachable_through_dhcp_is_accepted() -> None:
-    load_spec({"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": {
-        "dhcp4": True, "routes": [{"to": "10.9.0.0/16", "via": "10.0.2.2"}]}}}})
+    nic = {"dhcp4": True, "routes": [{"to": "10.9.0.0/16", "via": "10.0.2.2"}]}
+    spec = load_spec({"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": nic}}})
+    assert spec.network is not None
+    assert spec.network.interfaces[0].routes == (Route("10.9.0.0/16", "10.0.2.2"),)
+    # the same gateway without DHCP is on no subnet of the interface: refused
+    del nic["dhcp4"]
+    problems = check_data({"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": nic}}})
+    assert [str(p) for p in problems] == [
+        "network.ethernets.e.routes[0].via: gateway 10.0.2.2 is not on any subnet of this interface"]
 
 
 def test_ssh_key_parsing() -> None:
