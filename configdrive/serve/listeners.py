@@ -12,9 +12,10 @@ IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[IPV6]:PORT`` or ``[fe80::1%br0]:PORT`` -> (host, port); numeric hosts only."""
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``[fe80::1%br0]:PORT`` -> (host, port); numeric hosts only
+    (port 0: any free port)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isascii() or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ServeError(f"--listen {value!r}: expected HOST:PORT or [IPV6]:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -79,6 +79,8 @@ class MetadataServer(web.Server):
     def _answer(self, request: web.BaseRequest, conn: MetadataConnection, vm_id: str | None,
                 path: str) -> tuple[int, web.StreamResponse]:
         method = request.method
+        if request.version < (1, 0):
+            return _error(400, close=True)  # HTTP/0.9 has no status line: nobody's metadata client
         if "Transfer-Encoding" in request.headers or (request.content_length or 0) > self.limits.max_body:
             return _error(413, close=True)
         if method == "PUT":
@@ -129,6 +131,7 @@ class MetadataConnection(RequestHandler):
         self.source = ""
         self._unanswered = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._peer_done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -157,6 +160,17 @@ class MetadataConnection(RequestHandler):
             return
         super().data_received(data)
 
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio.Protocol's contract
+        """The client half-closed (``nc -N``, a relay whose guest finished sending): answer what
+        it asked, then close. (asyncio would close at once, losing the answer, unless told so.)"""
+        self._peer_done = True
+        if self._idle():
+            self.force_close()
+        return True
+
+    def _idle(self) -> bool:
+        return not self._messages and self._waiter is not None and not self._waiter.done()
+
     def request_started(self) -> None:
         """A request head arrived: its bytes are accounted for; the response must go out in time."""
         self._unanswered = 0
@@ -167,7 +181,24 @@ class MetadataConnection(RequestHandler):
         try:
             return await super().finish_response(request, resp, start_time)
         finally:
-            self._arm(self.server.limits.head_timeout)
+            if self._peer_done and not self._messages:
+                self.force_close()
+            else:
+                self._arm(self.server.limits.head_timeout)
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        """A request aiohttp could not parse: one log line (no traceback: guests may send
+        anything), a short 4xx, and the connection closed. A 5xx is our bug: logged in full."""
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        if self.server.access_log:
+            reason = getattr(exc, "message", None) or type(exc).__name__
+            access_log.info("%s %s bad request %d (%.80r)", self.vm_id or "-", self.source or "socket",
+                            status, reason)
+        response = web.Response(status=status, text=f"{status}\n")
+        response.force_close()
+        return response
 
     def limit_hops(self) -> None:
         """Send this connection's packets with a hop limit of 1, as AWS sends IMDSv2 tokens, so
