@@ -215,8 +215,10 @@ def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--once", action="store_true", help="one full sync, then exit")
     p.add_argument("--keep-deleted", action="store_true", help="keep the ISO of a deleted spec")
     p.add_argument("--qmp-map", metavar="FILE",
-                   help="YAML/JSON {vm-id: {socket: PATH, device: QDEV-ID}}: hot-swap the medium "
-                   "of these running VMs after each rebuild (re-read on SIGHUP)")
+                   help="YAML/JSON {vm-id: {socket: PATH, device: QDEV-ID, media: cdrom|disk}}: hot-swap "
+                   "the medium of these running VMs after each rebuild (re-read on SIGHUP)")
+    p.add_argument("--qmp-timeout", type=float, metavar="SECONDS",
+                   help="give up on a QMP connect or command after this long and retry later (default: 3)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="worker processes for a large sync (default: CPU count)")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -248,32 +250,31 @@ def _watch(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from configdrive.sinks import seed_folder
     from configdrive.stores import open_store
-    from configdrive.watch import Watcher
 
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    watcher = Watcher(open_store(args.source), args.out_dir, args.format,
-                      keep_deleted=args.keep_deleted, qmp_targets=_qmp_map(args.qmp_map),
-                      jobs=args.jobs)
+    store = open_store(args.source)
+    watch = seed_folder(store, args.out_dir, args.format, keep_deleted=args.keep_deleted,
+                        qmp_targets=_qmp_map(args.qmp_map), qmp_timeout=args.qmp_timeout, jobs=args.jobs)
 
     def on_hangup(signum: int, frame: object) -> None:
         if args.qmp_map:
             try:
-                watcher.qmp_targets = _qmp_map(args.qmp_map)
+                watch.swaps.targets = _qmp_map(args.qmp_map)
             except ConfigDriveError as err:
                 logging.getLogger("configdrive.watch").error("keeping the old QMP map: %s", err)
-        watcher.request_resync()
+        watch.follower.request_resync()
 
-    signal.signal(signal.SIGTERM, lambda signum, frame: watcher.request_stop())
-    signal.signal(signal.SIGINT, lambda signum, frame: watcher.request_stop())
+    signal.signal(signal.SIGTERM, lambda signum, frame: watch.follower.request_stop())
+    signal.signal(signal.SIGINT, lambda signum, frame: watch.follower.request_stop())
     signal.signal(signal.SIGHUP, on_hangup)
     try:
-        watcher.run(once=args.once)
+        watch.follower.run(once=args.once)
     finally:
-        watcher.store.close()
-    failed = watcher.counts["invalid"] + watcher.counts["failed"]
-    return EXIT_FAILURE if args.once and failed else EXIT_OK
+        store.close()
+    return EXIT_FAILURE if args.once and watch.failures() else EXIT_OK
 
 
 def _qmp_map(path: str | None) -> dict[str, Any]:

@@ -1,93 +1,130 @@
-"""The watcher: keeps one seed ISO per VM in step with a spec store, and hands it to running qemu.
+"""The store follower: keeps each VM's built seed in step with a spec store and tells its sinks.
 
-It sequences store -> spec -> render -> ISO -> output -> QMP and knows nothing of the formats.
 As in Patroni's etcd KVCache: list the store and remember its revision, watch from there,
-re-list on compaction, SIGHUP or a lost connection it cannot resume from; reconnect with
-exponential backoff. A VM's ISO is rewritten only when its bytes change (by content digest),
-always by rename (the complete old image or the complete new one, even after kill -9); an
-invalid spec is logged with its field paths and the last good ISO stays.
+re-list on compaction, SIGHUP or a gap it cannot resume from; back off exponentially while the
+store is away. The follower knows no format and no image type: it calls ``build(raw, vm_id)``
+and hands each new seed to its sinks (``configdrive.sinks``), which write, swap or serve it.
+
+One VM's fault stays that VM's: any exception while building its seed (an invalid spec, or a
+bug of ours such as TypeError, RecursionError or MemoryError) is caught here, logged once with
+the VM id and a short reason (never spec values), and the VM keeps its last good seed while
+every other VM keeps updating.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-import os
 import random
 import threading
 import time
+import traceback
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from configdrive.errors import ConfigDriveError, Problem, QmpError, SpecError, StoreError
-from configdrive.output import remove_file, write_file
-from configdrive.qmp import QmpTarget
-from configdrive.stores import VM_ID, Batch, SpecRecord, SpecStore
+from configdrive.errors import ConfigDriveError, Problem, SpecError, StoreError
+from configdrive.seed import Seed
+from configdrive.stores import Batch, SpecStore
 
 log = logging.getLogger(__name__)
 
-#: Below this many specs to build, a full sync does not start worker processes.
+#: Below this many specs to build, a full sync does not start worker processes: starting them
+#: costs about half a second each (imports), as much as building a few hundred seeds.
 POOL_THRESHOLD = 256
 
 
+class Builder(Protocol):
+    """What the follower calls to build one VM's seed (``configdrive.sinks.SeedBuilder``).
+
+    ``key`` names everything besides the spec bytes that decides the seed (format, date,
+    version): a spec whose bytes and key are unchanged needs no rebuild. A builder must be
+    picklable to run in worker processes."""
+
+    @property
+    def key(self) -> str: ...
+
+    def __call__(self, raw: bytes, vm_id: str) -> Seed: ...
+
+
+class Sink(Protocol):
+    """What the follower feeds (see ``configdrive.sinks.Sink`` for a base with no-op methods)."""
+
+    def resumable(self) -> dict[str, str] | None:
+        """Input digests of the seeds this sink still holds from an earlier run, by VM id
+        (None: this sink needs no seed it held before)."""
+
+    def begin_sync(self) -> None:
+        """A full sync starts: updates until ``end_sync`` may be batched."""
+
+    def update(self, vm_id: str, seed: Seed, input_digest: str) -> None:
+        """VM ``vm_id`` now has ``seed``, built from input ``input_digest``."""
+
+    def remove(self, vm_id: str) -> None:
+        """VM ``vm_id`` is gone."""
+
+    def end_sync(self, present: frozenset[str] | None) -> None:
+        """The full sync ended: ``present`` is every VM in the store (None: the sync was
+        interrupted; forget nothing)."""
+
+    def poll(self) -> None:
+        """Called between watch batches (at least every half second): retry what failed."""
+
+    def close(self) -> None:
+        """The follower stops: finish or hand over what is pending."""
+
+
 @dataclass(frozen=True)
-class Result:
-    """What rebuilding one VM's ISO did: ``written``, ``unchanged``, ``invalid`` or ``failed``."""
+class Failure:
+    """Why one VM's seed could not be built: ``invalid`` (problems with field paths) or
+    ``failed`` (``reason`` says what failed and where, never with spec values)."""
 
-    vm_id: str
-    revision: int
-    outcome: str
-    digest: bytes | None = None
-    size: int = 0
+    kind: str
+    reason: str
     problems: tuple[Problem, ...] = ()
-    error: str = ""
-    instance_id: str = ""
 
 
-def rebuild(vm_id: str, raw: bytes, revision: int, fmt: str, path: str,
-            known_digest: bytes | None) -> Result:
-    """Build ``vm_id``'s ISO and replace ``path`` unless its content is unchanged.
+@dataclass
+class VMState:
+    """What the follower holds for one VM: the revision last applied, the input of its current
+    seed, the seed itself (None when a restart found it already built), and the input whose
+    build failed last (None once a build succeeds)."""
 
-    ``known_digest`` None means "not built by this process yet": the file on disk is compared.
-    A module-level function so that worker processes can run it during a large sync."""
-    from configdrive.seed import build_seed
+    revision: int
+    input_digest: str | None
+    seed: Seed | None
+    failed_input: str | None = None
 
+
+def build_one(build: Builder, raw: bytes, vm_id: str) -> Seed | Failure:
+    """``build(raw, vm_id)`` behind the per-VM boundary: every exception becomes a Failure.
+
+    Module level so that worker processes can run it during a large sync."""
     try:
-        seed = build_seed(raw, fmt, vm_id)
-        data = seed.image
+        return build(raw, vm_id)
     except SpecError as err:
-        return Result(vm_id, revision, "invalid", problems=tuple(err.problems))
+        return Failure("invalid", "invalid spec", tuple(err.problems))
     except ConfigDriveError as err:
-        return Result(vm_id, revision, "failed", error=str(err))
-    digest = _digest(data)
-    if known_digest is None:
-        known_digest = _file_digest(path)
-    if digest == known_digest:
-        return Result(vm_id, revision, "unchanged", digest, len(data), instance_id=seed.instance_id)
-    try:
-        write_file(path, data)
-    except ConfigDriveError as err:
-        return Result(vm_id, revision, "failed", error=str(err))
-    return Result(vm_id, revision, "written", digest, len(data), instance_id=seed.instance_id)
+        # Our own errors name files and formats, not spec values; first line only.
+        return Failure("failed", f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+    except Exception as err:  # noqa: BLE001 - the per-VM boundary: a bug of ours must not stop the others
+        return Failure("failed", f"internal error {_where(err)}")
 
 
-def _rebuild_args(args: tuple[str, bytes, int, str, str, bytes | None]) -> Result:
-    return rebuild(*args)
-
-
-def _digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
-
-
-def _file_digest(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:
-            return _digest(handle.read())
-    except OSError:
-        return None
+def _where(err: BaseException) -> str:
+    """``TypeError at render/openstack.py:123``: the type and the innermost frame, not the
+    message, which may quote a spec value."""
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return type(err).__name__
+    frame = frames[-1]
+    parts = Path(frame.filename).parts
+    short = "/".join(parts[parts.index("configdrive") + 1:] if "configdrive" in parts else parts[-2:])
+    return f"{type(err).__name__} at {short}:{frame.lineno}"
 
 
 class Backoff:
@@ -105,28 +142,23 @@ class Backoff:
         self.failures = 0
 
 
-class Watcher:
-    """Keeps ``out_dir/<vm-id>.iso`` in step with ``store``; ``run()`` until ``request_stop()``."""
+class Follower:
+    """Follows ``store``, builds each VM's seed with ``build`` and feeds ``sinks``; ``run()``
+    until ``request_stop()``."""
 
-    def __init__(self, store: SpecStore, out_dir: str | os.PathLike[str], fmt: str = "nocloud",
-                 keep_deleted: bool = False, qmp_targets: Mapping[str, QmpTarget] | None = None,
-                 jobs: int = 1, progress_every: float = 2.0) -> None:
+    def __init__(self, store: SpecStore, build: Builder, sinks: Sequence[Sink] = (), jobs: int = 1,
+                 progress_every: float = 2.0) -> None:
         self.store = store
-        self.out_dir = Path(out_dir)
-        self.fmt = fmt
-        self.keep_deleted = keep_deleted
-        self.qmp_targets = dict(qmp_targets or {})
+        self.build = build
+        self.sinks = list(sinks)
         self.jobs = max(1, jobs)
         self.progress_every = progress_every
         self.counts: Counter[str] = Counter()
         self.revision = 0  # the store revision everything up to which has been applied
-        self._built: dict[str, tuple[int, bytes]] = {}  # vm_id -> (spec revision, ISO digest)
-        self._instance_ids: dict[str, str] = {}  # vm_id -> instance id of the ISO last built
+        self.vms: dict[str, VMState] = {}
+        self._synced_once = False
         self._stop = threading.Event()
         self._resync = threading.Event()
-
-    def iso_path(self, vm_id: str) -> Path:
-        return self.out_dir / f"{vm_id}.iso"
 
     def request_stop(self) -> None:
         """Finish the VM at hand and return from ``run`` (safe to call from a signal handler)."""
@@ -136,20 +168,30 @@ class Watcher:
         """List the whole store again at the next opportunity (SIGHUP)."""
         self._resync.set()
 
+    def input_digest(self, raw: bytes) -> str:
+        """A digest of everything one seed is built from: the spec's bytes and the builder's key."""
+        digest = hashlib.blake2b(self.build.key.encode(), digest_size=16)
+        digest.update(b"\0")
+        digest.update(raw)
+        return digest.hexdigest()
+
     # --- the loop ------------------------------------------------------------------------
 
     def run(self, once: bool = False) -> None:
-        """Full sync (unless ``sync()`` already ran), then apply changes as they come; with
-        ``once``, the sync only."""
+        """Full sync, then apply changes as they come (with ``once``, the sync only); the sinks
+        are closed on the way out."""
         try:
-            self.out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as err:
-            raise StoreError(f"cannot create {self.out_dir}: {err.strerror}") from err
-        if once:
-            self.sync("initial sync")
-            return
+            if once:
+                self.sync("initial sync")
+                return
+            self._follow_until_stopped()
+        finally:
+            self._each_sink("close")
+            log.info("stopped at revision %d", self.revision)
+
+    def _follow_until_stopped(self) -> None:
         backoff = Backoff()
-        why: str | None = "initial sync" if not self.revision else None
+        why: str | None = None if self._synced_once else "initial sync"
         while not self._stop.is_set():
             try:
                 if why or self._resync.is_set():
@@ -161,10 +203,15 @@ class Watcher:
                     why = "resync after compaction"
             except StoreError as err:
                 delay = backoff.next()
-                log.warning("store %s unavailable (%s); retrying in %.1f s",
-                            self.store.url, err, delay)
-                self._stop.wait(delay)
-        log.info("stopped at revision %d", self.revision)
+                log.warning("store %s unavailable (%s); retrying in %.1f s", self.store.url, err, delay)
+                self._wait(delay)
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until stop, polling the sinks (their retries go on while the store is away)."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._stop.wait(min(left, 0.5))
+            self._each_sink("poll")
 
     def _follow(self, backoff: Backoff) -> bool:
         """Apply watch batches until stop, resync request or lost history; False to re-list."""
@@ -176,6 +223,7 @@ class Watcher:
                 if batch.changes:
                     self.apply(batch)
                 self.revision = max(self.revision, batch.revision)
+                self._each_sink("poll")
                 if self._stop.is_set() or self._resync.is_set():
                     return True
         return True
@@ -183,60 +231,96 @@ class Watcher:
     # --- full sync -----------------------------------------------------------------------
 
     def sync(self, why: str = "resync") -> None:
-        """List the store; build every VM whose revision this watcher has not built; remove the
-        ISOs of VMs that are gone (unless keeping them) and temp files a crash left behind."""
+        """List the store; build every VM whose input changed (at the first sync, whose seed
+        no sink still holds from an earlier run); then tell the sinks the full set."""
         started = time.monotonic()
         snapshot = self.store.list()
-        records = snapshot.records
-        todo = [r for r in records.values() if self._built.get(r.vm_id, (None,))[0] != r.revision]
-        log.info("%s: %d specs at revision %d, %d to build", why, len(records),
-                 snapshot.revision, len(todo))
-        done, last_report = 0, time.monotonic()
-        for result in self._rebuild_all(todo):
-            self._record(result, "new spec" if result.vm_id not in self._built else why,
-                         quiet=why == "initial sync")
-            done += 1
-            if time.monotonic() - last_report >= self.progress_every:
-                last_report = time.monotonic()
-                log.info("%s: %d/%d built", why, done, len(todo))
-            if self._stop.is_set():
-                log.info("%s interrupted after %d/%d", why, done, len(todo))
-                return
-        self._remove_orphans(set(records))
-        self.revision = snapshot.revision
-        log.info("%s done: %d specs in %.2f s (%s)", why, len(records),
+        resumed = self._resumable() if not self._synced_once else {}
+        todo: list[tuple[str, bytes, int, str]] = []
+        skipped = 0
+        for vm_id, record in snapshot.records.items():
+            digest = self.input_digest(record.raw)
+            state = self.vms.get(vm_id)
+            if state is not None and digest == state.input_digest:
+                state.revision, state.failed_input = record.revision, None
+            elif state is None and resumed.get(vm_id) == digest:
+                self.vms[vm_id] = VMState(record.revision, digest, None)
+                skipped += 1
+            else:
+                todo.append((vm_id, record.raw, record.revision, digest))
+        self.counts["skipped"] += skipped
+        log.info("%s: %d specs at revision %d, %d to build%s", why, len(snapshot.records),
+                 snapshot.revision, len(todo), f" ({skipped} built by an earlier run)" if skipped else "")
+        self._each_sink("begin_sync")
+        done, last_report, interrupted = 0, time.monotonic(), False
+        try:
+            for (vm_id, _raw, revision, digest), outcome in zip(todo, self._build_all(todo), strict=True):
+                self._apply(vm_id, revision, digest, outcome, why, quiet=why == "initial sync")
+                done += 1
+                if time.monotonic() - last_report >= self.progress_every:
+                    last_report = time.monotonic()
+                    log.info("%s: %d/%d built", why, done, len(todo))
+                if self._stop.is_set():
+                    interrupted = True
+                    log.info("%s interrupted after %d/%d", why, done, len(todo))
+                    break
+        finally:
+            present = None if interrupted else frozenset(snapshot.records)
+            self._each_sink("end_sync", present)
+        if present is None:
+            return
+        for vm_id in set(self.vms) - present:
+            del self.vms[vm_id]
+        self.revision = max(self.revision, snapshot.revision)
+        self._synced_once = True
+        log.info("%s done: %d specs in %.2f s (%s)", why, len(snapshot.records),
                  time.monotonic() - started, _summary(self.counts))
 
-    def _rebuild_all(self, records: list[SpecRecord]) -> Iterator[Result]:
-        jobs = [(r.vm_id, r.raw, r.revision, self.fmt, str(self.iso_path(r.vm_id)),
-                 self._digest_of(r.vm_id)) for r in records]
-        if self.jobs == 1 or len(jobs) < POOL_THRESHOLD:
-            yield from map(_rebuild_args, jobs)
+    def _resumable(self) -> dict[str, str]:
+        """Input digests that every sink still holds from an earlier run (a sink answering None
+        needs nothing; with no sink holding anything, nothing is skipped)."""
+        answers = []
+        for sink in self.sinks:
+            try:
+                answer = sink.resumable()
+            except Exception as err:  # noqa: BLE001 - a sink's bug costs a rebuild, not the watcher
+                log.error("%s: cannot tell what it holds (%s); rebuilding everything",
+                          type(sink).__name__, _where(err))
+                return {}
+            if answer is not None:
+                answers.append(answer)
+        if not answers:
+            return {}
+        common = dict(answers[0])
+        for answer in answers[1:]:
+            common = {vm_id: d for vm_id, d in common.items() if answer.get(vm_id) == d}
+        return common
+
+    def _build_all(self, todo: list[tuple[str, bytes, int, str]]) -> Iterator[Seed | Failure]:
+        """Each VM's outcome in ``todo``'s order; in worker processes when there are many."""
+        if self.jobs == 1 or len(todo) < POOL_THRESHOLD:
+            for vm_id, raw, _revision, _digest in todo:
+                yield build_one(self.build, raw, vm_id)
             return
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
+        done = 0
         # spawn, not fork: the etcd client runs gRPC threads that a fork would copy mid-flight.
         with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             try:
-                yield from pool.map(_rebuild_args, jobs, chunksize=16)
+                for outcome in pool.map(build_one, [self.build] * len(todo), [t[1] for t in todo],
+                                        [t[0] for t in todo], chunksize=16):
+                    done += 1
+                    yield outcome
+            except BrokenProcessPool:
+                log.error("a worker process died (killed, or crashed in a C extension); "
+                          "building the remaining %d seeds in this process", len(todo) - done)
             finally:
                 pool.shutdown(cancel_futures=True)
-
-    def _remove_orphans(self, present: set[str]) -> None:
-        try:
-            names = os.listdir(self.out_dir)
-        except OSError as err:
-            log.error("cannot list %s: %s", self.out_dir, err.strerror)
-            return
-        for name in names:
-            if name.startswith(".") and name.endswith(".tmp") and ".iso." in name:
-                self._remove(self.out_dir / name, "temp file left by an interrupted write")
-            stem, _, suffix = name.rpartition(".")
-            if suffix == "iso" and VM_ID.match(stem) and stem not in present:
-                self._built.pop(stem, None)
-                if not self.keep_deleted:
-                    self._remove(self.out_dir / name, "spec no longer in the store")
+        for vm_id, raw, _revision, _digest in todo[done:]:
+            yield build_one(self.build, raw, vm_id)
 
     # --- changes -------------------------------------------------------------------------
 
@@ -244,81 +328,65 @@ class Watcher:
         """Apply a watch batch: only the last change of each VM counts."""
         latest = {change.vm_id: change for change in batch.changes}
         for change in latest.values():
+            if self._stop.is_set():
+                return
+            vm_id = change.vm_id
             if change.raw is None:
-                self._built.pop(change.vm_id, None)
+                self.vms.pop(vm_id, None)
                 self.counts["deleted"] += 1
-                if self.keep_deleted:
-                    log.info("%s: spec deleted at revision %d; keeping its ISO",
-                             change.vm_id, change.revision)
-                else:
-                    self._remove(self.iso_path(change.vm_id),
-                                 f"spec deleted at revision {change.revision}")
+                log.info("%s: spec deleted at revision %d", vm_id, change.revision)
+                self._each_sink("remove", vm_id, vm_id=vm_id)
                 continue
-            result = rebuild(change.vm_id, change.raw, change.revision, self.fmt,
-                             str(self.iso_path(change.vm_id)), self._digest_of(change.vm_id))
-            self._record(result, "spec changed" if change.vm_id in self._built else "new spec")
+            digest = self.input_digest(change.raw)
+            state = self.vms.get(vm_id)
+            if state is not None and digest == state.input_digest:
+                if state.failed_input is not None:
+                    log.info("%s: spec back to the input of its current seed", vm_id)
+                state.revision, state.failed_input = change.revision, None
+                continue
+            why = "spec changed" if state is not None else "new spec"
+            self._apply(vm_id, change.revision, digest, build_one(self.build, change.raw, vm_id), why)
 
-    def _digest_of(self, vm_id: str) -> bytes | None:
-        built = self._built.get(vm_id)
-        return built[1] if built else None
+    def _apply(self, vm_id: str, revision: int, digest: str, outcome: Seed | Failure, why: str,
+               quiet: bool = False) -> None:
+        """Record one VM's build outcome and, for a seed, hand it to every sink."""
+        state = self.vms.get(vm_id)
+        if isinstance(outcome, Failure):
+            self.counts[outcome.kind] += 1
+            if state is None:
+                state = self.vms[vm_id] = VMState(revision, None, None)
+            # Once per input: a resync that meets the same bad spec again says it at DEBUG.
+            level = logging.DEBUG if state.failed_input == digest else logging.WARNING
+            state.revision, state.failed_input = revision, digest
+            if outcome.kind == "invalid":
+                # Paths only: a problem's message may quote the offending value (a key, user-data).
+                log.log(level, "%s: invalid spec at revision %d (%s), keeping the last good seed; "
+                        "problems at: %s", vm_id, revision, why,
+                        ", ".join(p.path or "<spec>" for p in outcome.problems))
+                log.debug("%s: problems: %s", vm_id, "; ".join(map(str, outcome.problems)))
+            else:
+                log.log(logging.DEBUG if level == logging.DEBUG else logging.ERROR,
+                        "%s: cannot build the seed at revision %d (%s): %s; keeping the last good seed",
+                        vm_id, revision, why, outcome.reason)
+            return
+        self.counts["built"] += 1
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s: built its seed (%s, revision %d)",
+                vm_id, why, revision)
+        self._each_sink("update", vm_id, outcome, digest, vm_id=vm_id)
+        # Kept without what the seed caches (its packed image): 10,000 images would be a gigabyte.
+        self.vms[vm_id] = VMState(revision, digest, dataclasses.replace(outcome))
 
-    def _record(self, result: Result, why: str, quiet: bool = False) -> None:
-        self.counts[result.outcome] += 1
-        vm_id = result.vm_id
-        if result.outcome == "invalid":
-            # Paths only: a problem's message may quote the offending value (a key, user-data).
-            log.warning("%s: invalid spec at revision %d (%s), keeping the last good ISO; "
-                        "problems at: %s", vm_id, result.revision, why,
-                        ", ".join(p.path or "<spec>" for p in result.problems))
-            log.debug("%s: problems: %s", vm_id, "; ".join(map(str, result.problems)))
-            return
-        if result.outcome == "failed":
-            log.error("%s: rebuild failed at revision %d (%s): %s", vm_id, result.revision, why,
-                      result.error)
-            return
-        assert result.digest is not None
-        self._built[vm_id] = (result.revision, result.digest)
-        previous_iid = self._instance_ids.get(vm_id)
-        self._instance_ids[vm_id] = result.instance_id
-        if result.outcome == "unchanged":
-            log.debug("%s: %s at revision %d, ISO content unchanged", vm_id, why, result.revision)
-            return
-        log.log(logging.DEBUG if quiet else logging.INFO, "%s: rebuilt %s (%s, revision %d, %d bytes)", vm_id,
-                self.iso_path(vm_id).name, why, result.revision, result.size)
-        # Users expect a changed seed to take effect; cloud-init re-applies per-instance config
-        # (keys, network, runcmd) only when the instance id changes, so say which case this is.
-        if previous_iid == result.instance_id:
-            log.warning("%s: seed changed but its instance id %r did not: cloud-init will not re-run "
-                        "per-instance config (keys, network, runcmd) on the next boot; change "
-                        "instance_id for that", vm_id, result.instance_id)
-        elif previous_iid is not None:
-            log.info("%s: new instance id %r (was %r): cloud-init will treat the next boot as a new "
-                     "instance", vm_id, result.instance_id, previous_iid)
-        self._swap(vm_id)
-
-    def _swap(self, vm_id: str) -> None:
-        target = self.qmp_targets.get(vm_id)
-        if target is None:
-            return
-        from configdrive.qmp import change_medium
-
-        path = str(self.iso_path(vm_id).resolve())
-        try:
-            change_medium(target, path)
-        except QmpError as err:
-            self.counts["swap failed"] += 1
-            log.error("%s: hot-swap failed, the VM keeps its previous medium: %s", vm_id, err)
-            return
-        self.counts["swapped"] += 1
-        log.info("%s: swapped the medium of %s via %s", vm_id, target.device, target.socket)
-
-    def _remove(self, path: Path, why: str) -> None:
-        try:
-            if remove_file(path):
-                self.counts["removed"] += 1
-                log.info("removed %s (%s)", path.name, why)
-        except ConfigDriveError as err:
-            log.error("%s", err)
+    def _each_sink(self, method: str, *args: object, vm_id: str | None = None) -> None:
+        """Call ``method`` on every sink; a sink's exception is logged and stops neither the
+        other sinks nor the follower."""
+        for sink in self.sinks:
+            call: Callable[..., object] = getattr(sink, method)
+            try:
+                call(*args)
+            except Exception as err:  # noqa: BLE001 - the per-VM (and per-sink) boundary
+                self.counts["sink failed"] += 1
+                log.error("%s%s.%s failed: %s", f"{vm_id}: " if vm_id else "", type(sink).__name__,
+                          method, _where(err))
 
 
 def _summary(counts: Counter[str]) -> str:

@@ -1,4 +1,5 @@
-"""Fixtures for the store and watcher tests: both stores (a folder, a real etcd), a paused qemu."""
+"""Fixtures for the store and watcher tests: both stores (a folder, a real etcd), every format,
+paused qemu machines, and what a converged image folder looks like."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,10 @@ import yaml
 
 from configdrive.errors import IsoError
 from configdrive.iso import read_iso
+from configdrive.render import DEFAULT_FORMAT, FORMATS
+from configdrive.seed import build_seed
+from configdrive.sinks import SeedFolder
 from configdrive.stores import SpecStore, open_store
-from configdrive.watch import Watcher
 from tests.watch.servers import EtcdServer, QemuMachine, wait_for
 
 
@@ -60,6 +64,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"{server.url}/test/{uuid.uuid4().hex}/"
 
 
+@pytest.fixture(params=list(FORMATS))
+def fmt(request: pytest.FixtureRequest) -> str:
+    """Each format in the registry."""
+    return str(request.param)
+
+
 @pytest.fixture
 def store(store_url: str) -> Iterator[SpecStore]:
     opened = open_store(store_url)
@@ -93,6 +103,12 @@ def spec(vm_id: str, n: int, padding: int = 0) -> bytes:
     return text.encode()
 
 
+@lru_cache(maxsize=4096)
+def expected_image(vm_id: str, n: int, fmt: str = DEFAULT_FORMAT, padding: int = 0) -> bytes:
+    """The image of version ``n`` of ``vm_id``'s spec, as the pipeline builds it."""
+    return build_seed(spec(vm_id, n, padding), fmt, vm_id).image
+
+
 def iso_hostname(path: Path) -> str | None:
     """The hostname a NoCloud ISO carries, or None when the file is missing."""
     try:
@@ -105,21 +121,31 @@ def iso_hostname(path: Path) -> str | None:
     return str(meta["local-hostname"])
 
 
-def converged(out_dir: Path, expected: dict[str, int]) -> bool:
-    """Every VM's ISO carries its latest version (read back with configdrive's reader)."""
-    return all(iso_hostname(out_dir / f"{vm_id}.iso") == f"h-{vm_id}-{n}"
-               for vm_id, n in expected.items())
+def converged(out_dir: Path, expected: dict[str, int], fmt: str = DEFAULT_FORMAT, padding: int = 0) -> bool:
+    """Every VM's ISO is byte for byte the image of its latest version, in any format."""
+    for vm_id, n in expected.items():
+        try:
+            if (out_dir / f"{vm_id}.iso").read_bytes() != expected_image(vm_id, n, fmt, padding):
+                return False
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def images(out_dir: Path) -> list[str]:
+    """The image names in ``out_dir`` (the state file and temp files left out)."""
+    return sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("."))
 
 
 @contextmanager
-def running(watcher: Watcher, timeout: float = 30) -> Iterator[Watcher]:
-    """Run ``watcher`` in a thread until the block ends; waits for its first sync."""
-    thread = threading.Thread(target=watcher.run, daemon=True)
+def running(watch: SeedFolder, timeout: float = 30) -> Iterator[SeedFolder]:
+    """Run ``watch``'s follower in a thread until the block ends; waits for its first sync."""
+    thread = threading.Thread(target=watch.follower.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: watcher.revision, timeout, "the watcher's first sync")
-        yield watcher
+        wait_for(lambda: watch.follower.revision, timeout, "the watcher's first sync")
+        yield watch
     finally:
-        watcher.request_stop()
+        watch.follower.request_stop()
         thread.join(15)
         assert not thread.is_alive(), "the watcher did not stop"
