@@ -26,6 +26,7 @@ examples:
   configdrive render vm.yaml --format configdrive --out-dir tree/
   configdrive validate specs/*.yaml --json
   configdrive inspect seed.iso
+  configdrive diff old.yaml new.yaml --json                  # what cloud-init will apply
   configdrive schema > vmspec.schema.json
 """
 
@@ -80,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     p = command("inspect", _inspect, "show a seed ISO's label, files and parsed metadata as JSON")
     p.add_argument("iso", help="ISO file (ours or made by genisoimage, cloud-localds, Nova)")
     p.add_argument("--contents", action="store_true", help="include every file's text")
+
+    p = command("diff", _diff, "say what cloud-init will do at the next boot with the differences "
+                "between two seeds (exit 0: none, 1: some)")
+    p.add_argument("old", help="spec file, seed ISO, or (with --store) a VM id")
+    p.add_argument("new", help="spec file, seed ISO, or (with --store) a VM id")
+    p.add_argument("-f", "--format", choices=tuple(FORMATS), help="the format to compare specs in "
+                   f"(default: an ISO side's format, else {DEFAULT_FORMAT})")
+    p.add_argument("--store", metavar="URL", help="read sides that are not files from this spec store")
+    p.add_argument("--json", action="store_true", help="a list of {field, applies, why} objects")
 
     command("schema", _schema, "print the VM spec's JSON Schema")
     _store_commands(command)
@@ -186,6 +196,54 @@ def _parsed_metadata(files: dict[str, bytes], names: Sequence[str]) -> dict[str,
             except yaml.YAMLError as err:
                 parsed[name] = {"error": f"unparsable: {err}"}
     return parsed
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from configdrive.changes import verdicts
+    from configdrive.iso import looks_like_iso, read_iso
+    from configdrive.render import format_of_label, get_format
+    from configdrive.seed import build_seed
+
+    images = {side: read_iso(side) for side in (args.old, args.new) if looks_like_iso(side)}
+    formats = {format_of_label(image.label) for image in images.values()}
+    if None in formats or len(formats) > 1 or (args.format and formats and formats != {get_format(args.format)}):
+        labels = ", ".join(sorted({image.label for image in images.values()}))
+        print(f"configdrive: error: cannot compare seeds of different or unknown formats ({labels})",
+              file=sys.stderr)
+        return EXIT_INVALID
+    fmt = next((f for f in formats if f is not None), None) or get_format(args.format or DEFAULT_FORMAT)
+    if fmt.fields is None:
+        print(f"configdrive: error: {fmt.name} seeds cannot be compared", file=sys.stderr)
+        return EXIT_INVALID
+
+    def tree(side: str) -> Any:
+        if side in images:
+            return images[side].files
+        if args.store and not os.path.lexists(side):
+            return build_seed(_stored_spec(args.store, side), fmt.name, f"{args.store} {side}").tree
+        return build_seed(_read_spec(side), fmt.name, _origin(side)).tree
+
+    fields = fmt.fields
+    found = verdicts(fmt, fields(tree(args.old)), fields(tree(args.new)))
+    if args.json:
+        print(json.dumps([v.as_dict() for v in found], indent=2))
+    else:
+        for v in found:
+            print(f"{v.field}: {v.applies}: {v.why}")
+    return EXIT_FAILURE if found else EXIT_OK
+
+
+def _stored_spec(url: str, vm_id: str) -> bytes:
+    from configdrive.stores import open_store
+
+    store = open_store(url)
+    try:
+        record = store.get(vm_id)
+    finally:
+        store.close()
+    if record is None:
+        raise InputError(f"no spec in {url}", vm_id)
+    return record.raw
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import time as clock_module
 from dataclasses import dataclass
 from functools import lru_cache
@@ -193,6 +194,18 @@ def _pin_dates(iso: Any, epoch: int) -> None:
 #: which pycdlib never sets for new records).
 _TF_TIMES = ("creation_time", "access_time", "modification_time", "attribute_change_time",
              "backup_time", "expiration_time", "effective_time")
+
+
+def looks_like_iso(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a regular file with an ISO 9660 volume descriptor where one belongs."""
+    try:
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return False
+            handle.seek(16 * SECTOR + 1)
+            return handle.read(5) == b"CD001"
+    except OSError:
+        return False
 
 
 def read_iso(source: str | os.PathLike[str] | bytes) -> SeedImage:

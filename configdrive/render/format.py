@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
@@ -16,7 +17,9 @@ class Format:
     ``problems`` names what the format cannot express (each problem's message starts with the
     format's name); ``render`` is pure (no I/O, no clock); ``instance_id`` is the id cloud-init
     will see; ``fixed_instance_id`` is set when cloud-init's reader ignores the seed's id;
-    ``metadata_files`` are the files ``configdrive inspect`` parses.
+    ``metadata_files`` are the files ``configdrive inspect`` parses; ``fields`` reads a rendered
+    tree (or one read back from an image) into the spec fields cloud-init sees, for
+    ``configdrive diff`` (None: the format's seeds cannot be compared).
     """
 
     name: str
@@ -28,3 +31,4 @@ class Format:
     instance_id: Callable[[VMSpec], str]
     metadata_files: tuple[str, ...] = ()
     fixed_instance_id: str | None = None
+    fields: Callable[[FileTree], dict[str, Any]] | None = None

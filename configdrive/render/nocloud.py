@@ -8,7 +8,7 @@ from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
 from configdrive.render.format import Format
 from configdrive.render.network import field, render_netplan
-from configdrive.render.userdata import dump_yaml, render_payload
+from configdrive.render.userdata import dump_yaml, payload_fields, render_payload
 
 
 def instance_id(spec: VMSpec) -> str:
@@ -55,6 +55,24 @@ def render(spec: VMSpec) -> FileTree:
 
 
 
+def fields(tree: FileTree) -> dict[str, Any]:
+    """The spec fields cloud-init reads from a NoCloud tree (see ``configdrive.changes``)."""
+    import yaml
+
+    meta = yaml.safe_load(tree.get("meta-data", b"")) or {}
+    network = tree.get("network-config")
+    return {
+        "instance_id": meta.get("instance-id"),
+        "hostname": meta.get("local-hostname"),
+        "availability_zone": meta.get("availability-zone"),
+        "meta": meta.get("meta"),
+        "ssh_authorized_keys": sorted(meta.get("public-keys") or []) or None,
+        "user_data": payload_fields(tree.get("user-data")),
+        "vendor_data": payload_fields(tree.get("vendor-data")),
+        "network": yaml.safe_load(network) if network is not None else None,
+    }
+
+
 FORMAT = Format(
     name="nocloud",
     label="cidata",
@@ -64,4 +82,5 @@ FORMAT = Format(
     problems=problems,
     instance_id=instance_id,
     metadata_files=("meta-data", "network-config"),
+    fields=fields,
 )

@@ -14,7 +14,7 @@ from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
 from configdrive.render.format import Format
 from configdrive.render.network import field, render_network_data
-from configdrive.render.userdata import render_payload
+from configdrive.render.userdata import payload_fields, render_payload
 
 OS_FOLSOM = "2012-08-10"
 OS_GRIZZLY = "2013-04-04"
@@ -166,6 +166,29 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, sort_keys=True, separators=(", ", ": ")).encode()
 
 
+def fields(tree: FileTree) -> dict[str, Any]:
+    """The spec fields cloud-init 22.4 reads from a config drive: the newest dated folder it knows
+    (see ``configdrive.changes``)."""
+    folder = next((f"openstack/{v}/" for v in reversed(VERSIONS[:VERSIONS.index(OS_ROCKY) + 1])
+                   if f"openstack/{v}/meta_data.json" in tree), "openstack/latest/")
+    meta = json.loads(tree.get(folder + "meta_data.json", b"{}"))
+    vendor = json.loads(tree.get(folder + "vendor_data.json", b"{}"))
+    vendor_payload = vendor.get("cloud-init") if isinstance(vendor, dict) else vendor
+    network = tree.get(folder + "network_data.json")
+    files = {f["path"]: tree.get("openstack" + f["content_path"]) for f in meta.get("files", [])}
+    return {
+        "instance_id": meta.get("uuid"),
+        "hostname": meta.get("hostname"),
+        "availability_zone": meta.get("availability_zone"),
+        "meta": meta.get("meta") or None,
+        "ssh_authorized_keys": sorted((meta.get("public_keys") or {}).values()) or None,
+        "user_data": payload_fields(tree.get(folder + "user_data")),
+        "vendor_data": payload_fields(vendor_payload.encode() if isinstance(vendor_payload, str) else None),
+        "network": json.loads(network) if network is not None else None,
+        "files": files or None,
+    }
+
+
 FORMAT = Format(
     name="configdrive",
     label="config-2",
@@ -176,4 +199,5 @@ FORMAT = Format(
     instance_id=instance_id,
     metadata_files=("openstack/latest/meta_data.json", "openstack/latest/network_data.json",
                     "ec2/latest/meta-data.json"),
+    fields=fields,
 )

@@ -23,6 +23,20 @@ def render_payload(payload: str | Mapping[str, Any] | tuple[Part, ...] | None) -
     return render_cloud_config(payload)
 
 
+def payload_fields(data: bytes | None) -> Any:
+    """A payload as seeds are compared (``configdrive.changes``): a cloud-config as its mapping,
+    anything else as its bytes."""
+    if data is None or not data.startswith(CLOUD_CONFIG_HEADER.rstrip()):
+        return data
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return data
+    return parsed if isinstance(parsed, dict) else data
+
+
 def render_cloud_config(config: Mapping[str, Any]) -> bytes:
     """A mapping as ``#cloud-config`` YAML, keys in the order given."""
     return CLOUD_CONFIG_HEADER + dump_yaml(dict(config))
