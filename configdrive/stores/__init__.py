@@ -92,13 +92,17 @@ class SpecStore(Protocol):
 
 
 def open_store(url: str) -> SpecStore:
-    """The store a URL names: ``dir:PATH`` (or a plain path) or ``etcd://HOST:PORT/PREFIX``."""
-    if url.startswith("etcd://"):
+    """The store a URL names: ``dir:PATH`` (or a plain path), ``etcd://HOST:PORT/PREFIX``, or
+    ``etcds://HOST:PORT/PREFIX`` for etcd over TLS; an etcd URL takes etcdctl's options
+    (``?cacert=&cert=&key=&user=``) and environment (``ETCDCTL_*``): see ``configdrive.stores.etcd``."""
+    if url.startswith(("etcd://", "etcds://")):
         from configdrive.stores.etcd import EtcdStore
 
         return EtcdStore.from_url(url)
     if "://" in url:
-        raise StoreError(f"unknown store URL {url!r}: use dir:PATH or etcd://HOST:PORT/PREFIX")
+        scheme = url.partition("://")[0]
+        raise StoreError(f"unknown store URL scheme {scheme!r}: use dir:PATH, etcd://HOST:PORT/PREFIX "
+                         "or etcds://HOST:PORT/PREFIX (TLS)")
     from configdrive.stores.directory import DirectoryStore
 
     return DirectoryStore(url.removeprefix("dir:"))
