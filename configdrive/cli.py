@@ -262,7 +262,8 @@ def _print_problems(err: SpecError, source: str | None) -> None:
 
 # --- spec stores and the watcher ------------------------------------------------------------
 
-STORE_HELP = "dir:PATH (a folder of <vm-id>.yaml|json) or etcd://HOST:PORT/PREFIX"
+STORE_HELP = ("dir:PATH (a folder of <vm-id>.yaml|json), etcd://HOST:PORT/PREFIX, or etcds://HOST:PORT/PREFIX "
+              "(TLS; cacert=, cert=, key=, user=, password-file= or the ETCDCTL_* variables, as etcdctl)")
 
 
 def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
