@@ -5,24 +5,27 @@ A directory has no global revision. A record's revision is its file's mtime in n
 snapshot's or a deletion's revision is the clock at that moment. A watch diffs the folder
 against what this store object last reported, so it never misses a change made between
 ``list()`` and ``watch()``. Writers hold ``flock`` on ``.configdrive.lock`` in the folder.
+
+A spec name that is not a readable regular file (a FIFO, a folder, a device, a file too large
+or unreadable) is logged once and skipped, as if absent, and never opened for a blocking read.
+Change events come from inotify through ``inotify_simple`` (polling without it).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import fcntl
+import importlib
 import logging
 import os
-import select
-import struct
+import stat
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from configdrive.errors import OutputError, RevisionConflict, StoreError
+from configdrive.errors import InputError, OutputError, RevisionConflict, StoreError
+from configdrive.inputs import read_regular_file
 from configdrive.output import remove_file, write_file
 from configdrive.stores import VM_ID, Batch, Change, Snapshot, SpecRecord, check_vm_id
 
@@ -32,66 +35,30 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".yaml", ".yml", ".json")
 LOCK_NAME = ".configdrive.lock"
 
-# <sys/inotify.h>
-IN_CLOSE_WRITE = 0x8
-IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
-IN_DELETE_SELF, IN_MOVE_SELF, IN_Q_OVERFLOW, IN_IGNORED = 0x400, 0x800, 0x4000, 0x8000
-IN_ONLYDIR, IN_NONBLOCK, IN_CLOEXEC = 0x1000000, 0o4000, 0o2000000
-_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of NUL-padded name
-
 Signature = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
 
 
-class Inotify:
-    """A minimal inotify(7) handle through ctypes (no dependency); ``None`` from ``open``
-    where the C library lacks it."""
-
-    def __init__(self, fd: int, add_watch: Any) -> None:
-        self.fd = fd
-        self._add = add_watch
-
-    @classmethod
-    def open(cls) -> Inotify | None:
-        name = ctypes.util.find_library("c")
-        try:
-            libc = ctypes.CDLL(name, use_errno=True)
-            init = libc.inotify_init1
-        except (OSError, AttributeError):
-            return None
-        fd = init(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            return None
-        add_watch = libc.inotify_add_watch
-        add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
-        return cls(fd, add_watch)
-
-    def add_watch(self, path: str | os.PathLike[str], mask: int) -> int:
-        wd: int = self._add(self.fd, os.fsencode(path), mask)
-        if wd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), os.fspath(path))
-        return wd
-
-    def read(self, timeout: float) -> list[tuple[int, str]]:
-        """(mask, name) of the events that arrive within ``timeout`` seconds."""
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if not ready:
-            return []
-        try:
-            data = os.read(self.fd, 1 << 16)
-        except BlockingIOError:
-            return []
-        events, offset = [], 0
-        while offset + _EVENT.size <= len(data):
-            _wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-            offset += _EVENT.size
-            name = data[offset:offset + length].rstrip(b"\0")
-            offset += length
-            events.append((mask, os.fsdecode(name)))
-        return events
-
-    def close(self) -> None:
-        os.close(self.fd)
+def open_inotify(path: str | os.PathLike[str], *names: str) -> Any | None:
+    """An ``inotify_simple.INotify`` watching the folder ``path`` for the events ``names``
+    (``inotify_simple.flags`` members); None where inotify_simple or inotify is missing."""
+    try:
+        inotify_simple = importlib.import_module("inotify_simple")
+    except ImportError:
+        return None
+    try:
+        inotify = inotify_simple.INotify()
+    except OSError as err:
+        log.warning("inotify is not available (%s)", err.strerror)
+        return None
+    mask = inotify_simple.flags.ONLYDIR
+    for name in names:
+        mask |= inotify_simple.flags[name]
+    try:
+        inotify.add_watch(path, mask)
+    except OSError:
+        inotify.close()
+        raise
+    return inotify
 
 
 class DirectoryStore:
@@ -104,6 +71,7 @@ class DirectoryStore:
         self.poll_interval = poll_interval
         self.use_inotify = use_inotify
         self._seen: dict[str, Signature] = {}
+        self._skipped: dict[str, str] = {}  # vm_id -> why its file was skipped (logged once)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -122,16 +90,17 @@ class DirectoryStore:
         return found[0] if found else None
 
     def watch(self, revision: int, idle: float = 0.5) -> Generator[Batch, None, None]:
-        inotify = Inotify.open() if self.use_inotify else None
-        if inotify is not None:
+        inotify = None
+        if self.use_inotify:
             try:
-                inotify.add_watch(self.root, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM
-                                  | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+                inotify = open_inotify(self.root, "CLOSE_WRITE", "MOVED_TO", "MOVED_FROM", "DELETE",
+                                       "DELETE_SELF", "MOVE_SELF")
             except OSError as err:
-                inotify.close()
                 raise StoreError(f"cannot watch {self.root}: {err.strerror}", revision) from err
-        else:
+        if inotify is None:
             log.info("watching %s by polling every %.1f s", self.root, self.poll_interval)
+        else:
+            flags = importlib.import_module("inotify_simple").flags
         try:
             # Anything written between list() and the inotify watch is caught by this first diff.
             yield self._diff(self._scan_ids() | set(self._seen), revision)
@@ -140,17 +109,16 @@ class DirectoryStore:
                     time.sleep(min(idle, self.poll_interval))
                     yield self._diff(self._scan_ids() | set(self._seen), revision)
                     continue
-                events = inotify.read(idle)
                 masks = 0
                 ids: set[str] = set()
-                for mask, name in events:
-                    masks |= mask
-                    vm_id = _vm_id_of(name)
+                for event in inotify.read(timeout=int(idle * 1000)):
+                    masks |= event.mask
+                    vm_id = _vm_id_of(event.name)
                     if vm_id:
                         ids.add(vm_id)
-                if masks & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED):
+                if masks & (flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED):
                     raise StoreError(f"{self.root} was removed or moved away", revision)
-                if masks & IN_Q_OVERFLOW:
+                if masks & flags.Q_OVERFLOW:
                     log.warning("inotify queue overflowed on %s: re-reading the folder", self.root)
                     ids = self._scan_ids() | set(self._seen)
                 yield self._diff(ids, revision)
@@ -180,26 +148,48 @@ class DirectoryStore:
         return {vm_id for vm_id in map(_vm_id_of, names) if vm_id}
 
     def _path(self, vm_id: str) -> Path | None:
-        """The file holding ``vm_id``'s spec: the first suffix in SUFFIXES that exists."""
-        found = [self.root / f"{vm_id}{s}" for s in SUFFIXES if (self.root / f"{vm_id}{s}").exists()]
+        """The file holding ``vm_id``'s spec: the first suffix in SUFFIXES that exists (a regular
+        file before anything else)."""
+        found = [path for path in (self.root / f"{vm_id}{s}" for s in SUFFIXES) if _mode(path) is not None]
+        found.sort(key=lambda path: not stat.S_ISREG(_mode(path) or 0))
         if len(found) > 1:
             log.warning("%s: several spec files, using %s", vm_id, found[0].name)
         return found[0] if found else None
 
     def _read(self, vm_id: str) -> tuple[SpecRecord, Signature] | None:
+        """The spec and the signature of its file; None when there is none, or none that is a
+        readable regular file (logged once)."""
         path = self._path(vm_id)
         if path is None:
             return None
-        try:
-            with open(path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                raw = handle.read()
-        except FileNotFoundError:
-            return None  # removed between the listing and the read: a deletion
-        except OSError as err:
-            raise StoreError(f"cannot read {path}: {err.strerror}") from err
-        signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        return SpecRecord(vm_id, raw, st.st_mtime_ns), signature
+        for _ in range(3):
+            try:
+                before = os.stat(path)
+                raw = read_regular_file(path)  # refuses a FIFO, folder or device without blocking
+                after = os.stat(path)
+            except FileNotFoundError:
+                return None  # removed between the listing and the read: a deletion
+            except OSError as err:
+                self._skip(vm_id, path, err.strerror or str(err))
+                return None
+            except InputError as err:
+                if isinstance(err.__cause__, FileNotFoundError):
+                    return None
+                self._skip(vm_id, path, str(err).removeprefix(f"{path}: "))
+                return None
+            signature = _signature(after)
+            if _signature(before) == signature:  # what was read is the file the signature names
+                if self._skipped.pop(vm_id, None) is not None:
+                    log.info("%s: %s is a readable spec again", vm_id, path.name)
+                return SpecRecord(vm_id, raw, after.st_mtime_ns), signature
+        self._skip(vm_id, path, "changes faster than it can be read")
+        return None
+
+    def _skip(self, vm_id: str, path: Path, why: str) -> None:
+        if self._skipped.get(vm_id) != why:
+            self._skipped[vm_id] = why
+            log.warning("%s: skipping %s (%s): the VM counts as having no spec until it is a readable "
+                        "regular file", vm_id, path.name, why)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -262,3 +252,14 @@ def _vm_id_of(name: str) -> str | None:
         return None
     return stem
 
+
+def _mode(path: Path) -> int | None:
+    """``path``'s mode (symlinks followed), None if it does not exist; never opens it."""
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return None
+
+
+def _signature(info: os.stat_result) -> Signature:
+    return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns

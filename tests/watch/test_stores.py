@@ -137,3 +137,42 @@ def test_invalid_vm_ids_are_refused(store: SpecStore) -> None:
     for bad in ("../etc", ".hidden", "a/b", ""):
         with pytest.raises(StoreError):
             store.put(bad, spec("x", 1))
+
+
+def test_special_files_in_a_folder_store_are_skipped_without_blocking(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A FIFO, a folder or a device named like a spec is never opened for a blocking read: it is
+    logged once and the VM counts as having no spec."""
+    import logging
+    import os
+
+    from configdrive.stores.directory import DirectoryStore
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    os.mkfifo(specs / "fifo.yaml")
+    (specs / "folder.yaml").mkdir()
+    (specs / "device.yaml").symlink_to("/dev/zero")
+    (specs / "good.yaml").write_bytes(spec("good", 1))
+    os.mkfifo(specs / "both.yaml")
+    (specs / "both.json").write_bytes(spec("both", 1))  # a regular file wins over the FIFO
+    caplog.set_level(logging.INFO, "configdrive")
+    store = DirectoryStore(specs)
+    assert {k: r.raw for k, r in store.list().records.items()} == {"good": spec("good", 1), "both": spec("both", 1)}
+    batches = store.watch(store.list().revision, idle=0.1)
+    try:
+        assert next(batches).changes == ()
+        (specs / "good.yaml").write_bytes(spec("good", 2))
+        os.unlink(specs / "fifo.yaml")
+        (specs / "fifo.yaml").write_bytes(spec("fifo", 1))  # a regular file now: seen
+        seen: dict[str, bytes | None] = {}
+        deadline = time.monotonic() + 10
+        while set(seen) != {"good", "fifo"}:
+            assert time.monotonic() < deadline, seen
+            seen.update((c.vm_id, c.raw) for c in next(batches).changes)
+    finally:
+        batches.close()
+    assert seen == {"good": spec("good", 2), "fifo": spec("fifo", 1)}
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert sorted(m.split(":")[0] for m in skipped) == ["device", "fifo", "folder"], skipped
+    assert "fifo: fifo.yaml is a readable spec again" in caplog.text

@@ -404,3 +404,52 @@ def test_kill_9_during_a_full_sync_leaves_only_complete_images(store_url: str, t
     assert killed_in_sync >= 2, "no kill landed inside a sync: the test proves little"
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     assert result["bad"] == 0, result["errors"]
+
+
+def test_special_files_and_failed_writes_delay_only_their_vm(tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A FIFO in the store, a FIFO and a folder where images go: each is logged once and skipped,
+    never read; the blocked images are retried until they can be written; the others update."""
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    out.mkdir()
+    for vm in ("a", "b", "c"):
+        (specs / f"{vm}.yaml").write_bytes(spec(vm, 1))
+    os.mkfifo(specs / "pipe.yaml")
+    os.mkfifo(out / "b.iso")
+    (out / "c.iso").mkdir()
+    caplog.set_level(logging.INFO, "configdrive")
+    with running(seed_folder(open_store(f"dir:{specs}"), out)) as watch:
+        assert converged(out, {"a": 1})
+        (specs / "a.yaml").write_bytes(spec("a", 2))
+        wait_for(lambda: converged(out, {"a": 2}), 10, "a's rebuild")
+        wait_for(lambda: watch.images.counts["write failed"] >= 4, 10, "retries of b and c")
+        os.unlink(out / "b.iso")
+        (out / "c.iso").rmdir()
+        wait_for(lambda: converged(out, {"b": 1, "c": 1}), 30, "b and c once their way is clear")
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum("cannot write its image" in m for m in logged) == 2, logged  # once each, not per retry
+    assert any(m.startswith("pipe: skipping pipe.yaml") for m in logged)
+    assert "b: wrote b.iso after" in caplog.text and "c: wrote c.iso after" in caplog.text
+
+
+def test_a_full_disk_is_retried_until_there_is_room(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Images that do not fit are retried with backoff; room made, they are written."""
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    out.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(out)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("needs to mount a small tmpfs (root)")
+    try:
+        (out / "ballast").write_bytes(b"\0" * 700_000)
+        for vm in ("a", "b", "c"):
+            (specs / f"{vm}.yaml").write_bytes(spec(vm, 1, padding=100_000))
+        caplog.set_level(logging.INFO, "configdrive")
+        with running(seed_folder(open_store(f"dir:{specs}"), out)) as watch:
+            wait_for(lambda: watch.images.counts["write failed"] >= 3, 10, "the failed writes")
+            assert "No space left on device" in caplog.text
+            (out / "ballast").unlink()
+            wait_for(lambda: converged(out, {"a": 1, "b": 1, "c": 1}, padding=100_000), 30, "the retries")
+    finally:
+        subprocess.run(["umount", str(out)], check=True)
