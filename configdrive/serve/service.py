@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Iterable, Sequence
 
 from configdrive.errors import ConfigDriveError
@@ -16,6 +17,7 @@ from configdrive.serve.listeners import bind_tcp
 from configdrive.serve.registry import MetadataTables
 from configdrive.serve.server import DEFAULT_LIMITS, Limits, MetadataServer
 from configdrive.serve.socketdir import SocketDir
+from configdrive.serve.tokens import TokenIssuer
 
 log = logging.getLogger("configdrive.serve")
 
@@ -23,10 +25,11 @@ log = logging.getLogger("configdrive.serve")
 class MetadataService:
     """Serves ``tables`` on ``listen`` addresses and, with ``socket_dir``, one socket per VM."""
 
-    def __init__(self, listen: Sequence[str] = (), socket_dir: str | os.PathLike[str] | None = None,
+    def __init__(self, listen: Sequence[str | socket.socket] = (), socket_dir: str | os.PathLike[str] | None = None,
                  leases: str | os.PathLike[str] | None = None, limits: Limits = DEFAULT_LIMITS,
-                 access_log: bool = True) -> None:
-        self.listen = tuple(listen)
+                 access_log: bool = True, tokens: TokenIssuer | None = None) -> None:
+        self.listen = tuple(listen)  # ``--listen`` values, or sockets already bound (shared by workers)
+        self.tokens = tokens
         self.socket_dir_path = socket_dir
         self.leases_path = leases
         self.limits = limits
@@ -47,16 +50,16 @@ class MetadataService:
         loop = asyncio.get_running_loop()
         if self.leases_path is not None:
             self._read_leases(initial=True)
-        self._server = MetadataServer(self.tables, self.limits, access_log_enabled=self.access_log)
-        sockets = [bind_tcp(value) for value in self.listen]
+        self._server = MetadataServer(self.tables, self.limits, self.tokens, access_log_enabled=self.access_log)
+        sockets = [bind_tcp(value) if isinstance(value, str) else value for value in self.listen]
         for sock in sockets:
             self._listeners.append(await loop.create_server(self._server, sock=sock))
             self.addresses.append(sock.getsockname()[:2])
         if self.socket_dir_path is not None:
             self.sockets = SocketDir(self.socket_dir_path, self._server.connection)
             self.tables.listen(self.sockets.changed)
-        log.info("serving metadata on %s", ", ".join(
-            [*self.listen, *([f"{self.socket_dir_path}/<vm-id>.sock"] if self.sockets else [])]) or "nothing")
+        where = [_where(a) for a in self.addresses] + ([f"{self.socket_dir_path}/<vm-id>.sock"] if self.sockets else [])
+        log.info("serving metadata on %s", ", ".join(where) or "nothing")
 
     def full_set(self, present: Iterable[str]) -> None:
         """A full sync ended: stop serving VMs not in ``present`` and remove sockets left by
@@ -93,3 +96,8 @@ class MetadataService:
             await self.sockets.close()
         if self._server is not None:
             await self._server.shutdown(grace)
+
+
+def _where(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,3 +160,102 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     return status, headers, body
+
+
+# --- the service as a process in a network lab (tests/serve/test_netns.py, test_cloudinit.py) -----
+
+SERVE_CMD = Path(__file__).with_name("serve_cmd.py")
+#: Spec addresses that two VMs claim: answered for neither.
+DUPLICATE = "2001:db8:1::77"
+
+
+def _duplicate_spec(name: str, mac: str) -> str:
+    return (f"instance_id: iid-{name}\nhostname: {name}\nnetwork:\n  ethernets:\n    eth0:\n"
+            f"      match: {{macaddress: \"{mac}\"}}\n      set-name: eth0\n      addresses: [\"{DUPLICATE}/64\"]\n")
+
+
+class LabService:
+    """``configdrive serve`` in the lab's server namespace over a folder store holding every
+    valid fixture (VM id = fixture name) plus two specs claiming one address; ``lease(name)``
+    is the IPv4 address the leases file gives that fixture's VM."""
+
+    LISTEN = ("169.254.169.254:80", "[fe80::a9fe:a9fe%br0]:80", "[2001:db8:1::1]:80", "[2001:db8:99::1]:80",
+              "[2001:db8:6::1]:80")
+
+    def __init__(self, folder: Path) -> None:
+        from tests.conftest import VALID_SPECS
+        from tests.serve.netns import Lab
+
+        self.folder = folder
+        self.specs = folder / "specs"
+        self.specs.mkdir()
+        self.socks = folder / "socks"
+        self.names = [p.stem for p in VALID_SPECS]
+        for path in VALID_SPECS:
+            (self.specs / f"{path.stem}.yaml").write_bytes(path.read_bytes())
+        (self.specs / "dup-a.yaml").write_text(_duplicate_spec("dup-a", "52:54:00:00:0d:0a"))
+        (self.specs / "dup-b.yaml").write_text(_duplicate_spec("dup-b", "52:54:00:00:0d:0b"))
+        (folder / "leases.yaml").write_text("".join(f"{n}: {self.lease(n)}\n" for n in self.names))
+        self.log = folder / "serve.log"
+        self.lab = Lab()
+        try:
+            for address in ("169.254.169.254/16", "fe80::a9fe:a9fe/64", "2001:db8:1::1/64", "2001:db8:99::1/64",
+                            "2001:db8:6::1/64"):
+                self.lab.server_address(address)
+            self.process = self._start()
+        except BaseException:
+            self.lab.close()
+            raise
+
+    def lease(self, name: str) -> str:
+        return f"169.254.20.{10 + self.names.index(name)}"
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        from tests.conftest import ROOT
+
+        cmd = ["ip", "netns", "exec", self.lab.server, sys.executable, str(SERVE_CMD), "serve",
+               "--source", f"dir:{self.specs}", "--socket-dir", str(self.socks),
+               "--leases", str(self.folder / "leases.yaml"), "--jobs", "1"]
+        for value in self.LISTEN:
+            cmd += ["--listen", value]
+        with open(self.log, "wb") as log:
+            process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,
+                                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+        deadline = time.monotonic() + 60
+        expected = {f"{n}.sock" for n in [*self.names, "dup-a", "dup-b"]}
+        while not (self.socks.is_dir() and expected <= {p.name for p in self.socks.iterdir()}):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("serve did not start: " + self.log.read_text()[-2000:])
+            time.sleep(0.05)
+        return process
+
+    def guest_get(self, guest: str, url: str, *headers: str, method: str = "GET") -> tuple[int, bytes]:
+        """A request from inside ``guest``'s namespace."""
+        import base64
+        import json
+
+        result = self.lab.run(guest, sys.executable, str(Path(__file__).with_name("http_client.py")),
+                              method, url, *headers, timeout=30)
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        return int(out["status"]), base64.b64decode(out["body"])
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.lab.close()
+
+
+@pytest.fixture(scope="session")
+def lab_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabService]:
+    from tests.serve.netns import need_root_and_ip
+
+    need_root_and_ip()
+    service = LabService(tmp_path_factory.mktemp("lab"))
+    yield service
+    assert service.stop() == 0, service.log.read_text()[-2000:]
