@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from configdrive.errors import FormatError, UnknownFormatError
 from configdrive.model import FileTree, VMSpec
-from configdrive.render import nocloud, openstack
+from configdrive.render import nocloud, opennebula, openstack
 from configdrive.render.format import Format
 
 __all__ = ["DEFAULT_FORMAT", "FORMATS", "Format", "check", "format_of_label", "get_format", "instance_id",
            "label", "render"]
 
 #: Every format, by name, in the order the CLI lists them.
-FORMATS: dict[str, Format] = {f.name: f for f in (nocloud.FORMAT, openstack.FORMAT)}
+FORMATS: dict[str, Format] = {f.name: f for f in (nocloud.FORMAT, openstack.FORMAT, opennebula.FORMAT)}
 
 #: The format used when none is named.
 DEFAULT_FORMAT = nocloud.FORMAT.name

@@ -1,9 +1,13 @@
 """Read an extracted seed with cloud-init's own datasource code; print what it found as JSON.
 
 Runs under Debian's /usr/bin/python3, where the `cloud-init` package lives:
-    cloudinit_reader.py nocloud|configdrive SEED_DIR [MAC=NAME ...]
+    cloudinit_reader.py nocloud|configdrive|opennebula SEED_DIR [MAC=NAME ...]
+
+MAC=NAME pairs are the VM's NICs: config-2 and OpenNebula readers would otherwise look at this
+host's NICs. The OpenNebula reader runs context.sh through `sudo -u nobody bash -e`, as in a guest.
 """
 
+import base64
 import json
 import shutil
 import sys
@@ -11,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from cloudinit import distros, helpers
-from cloudinit.sources import DataSourceConfigDrive, DataSourceNoCloud
+from cloudinit.sources import DataSourceConfigDrive, DataSourceNoCloud, DataSourceOpenNebula
 from cloudinit.sources.helpers import openstack
 
 
@@ -30,6 +34,12 @@ def main(fmt, seed, macs):
             # fs_label None: read the seed dir only, never probe this host's block devices.
             sys_cfg = {"datasource": {"NoCloud": {"fs_label": None}}}
             ds = DataSourceNoCloud.DataSourceNoCloud(sys_cfg, distro, paths)
+        elif fmt == "opennebula":
+            shutil.copytree(seed, Path(paths.seed_dir) / "opennebula")
+            # Read the seed dir only, never probe this host's block devices; the VM's NICs, not ours.
+            DataSourceOpenNebula.find_candidate_devs = lambda: []
+            DataSourceOpenNebula.get_physical_nics_by_mac = lambda distro: dict(macs)
+            ds = DataSourceOpenNebula.DataSourceOpenNebula({}, distro, paths)
         else:
             shutil.copytree(seed, Path(paths.seed_dir) / "config_drive")
             ds = DataSourceConfigDrive.DataSourceConfigDrive({}, distro, paths)
@@ -44,10 +54,11 @@ def main(fmt, seed, macs):
             "public_keys": sorted(ds.get_public_ssh_keys()),
             "availability_zone": ds.availability_zone,
             "userdata_raw": _text(ds.get_userdata_raw()),
+            "userdata_b64": _b64(ds.get_userdata_raw()),
             "vendordata_raw": _text(ds.get_vendordata_raw()),
             "metadata": json.loads(json.dumps(ds.metadata, default=_text)),
         }
-        if fmt == "nocloud":
+        if fmt in ("nocloud", "opennebula"):
             result["network_config"] = ds.network_config
         else:
             # The datasource would read this host's NICs; give it the VM's MACs instead.
@@ -63,6 +74,13 @@ def main(fmt, seed, macs):
         print(json.dumps(result, default=_text, sort_keys=True))
 
 
+def _b64(value):
+    """Payload bytes as base64 (cloud-init hands out str when they decode as UTF-8, else bytes)."""
+    if value is None:
+        return None
+    return base64.b64encode(value.encode("utf-8") if isinstance(value, str) else value).decode()
+
+
 def summarize(config):
     """cloud-init's parsed network state, per interface: addresses, DHCP, routes, MAC, type."""
     import ipaddress
@@ -73,7 +91,8 @@ def summarize(config):
     out = {}
     for iface in state.iter_interfaces():
         entry = {"type": iface.get("type"), "mac": iface.get("mac_address"), "addresses": [],
-                 "dhcp4": False, "dhcp6": False, "routes": []}
+                 "dhcp4": False, "dhcp6": False, "routes": [], "mtu": iface.get("mtu"),
+                 "dns": [], "search": []}
         for subnet in iface.get("subnets", []):
             kind = subnet.get("type")
             if kind in ("dhcp", "dhcp4"):
@@ -88,6 +107,8 @@ def summarize(config):
             if subnet.get("gateway"):
                 gw = subnet["gateway"]
                 entry["routes"].append(["::/0" if ":" in gw else "0.0.0.0/0", gw])
+            entry["dns"] += [a for a in subnet.get("dns_nameservers", []) if a not in entry["dns"]]
+            entry["search"] += [d for d in subnet.get("dns_search", []) if d not in entry["search"]]
             for route in subnet.get("routes", []):
                 net = ipaddress.ip_network(f"{route['network']}/{route['prefix']}")
                 entry["routes"].append([str(net), route["gateway"]])

@@ -1,11 +1,13 @@
 """Independent readers on our images: blkid, xorriso, bsdtar, and cloud-init's own datasource code.
 
 One set of expectations per fixture, computed from the spec as written (not from our renderer),
-checked on both formats. Needs the Debian packages listed in tests/APT_PACKAGES.
+checked on every format that can express the fixture (the golden and ISO tests check that the
+others refuse it). Needs the Debian packages listed in tests/APT_PACKAGES and tests/readers/.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import subprocess
@@ -30,9 +32,16 @@ def _raw(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())  # type: ignore[no-any-return]
 
 
-def _cases(keep: Any = lambda raw: True) -> list[Any]:
+#: Where `cloud-init devel net-convert` reads each format's network config, and as what kind.
+NET_CONVERT = {"nocloud": ("network-config", "yaml"),
+               "configdrive": ("openstack/latest/network_data.json", "network_data.json")}
+
+
+def _cases(keep: Any = lambda raw: True, formats: Any = FORMATS) -> list[Any]:
+    """(fixture, format) pairs for every format that can express the fixture."""
     return [pytest.param((path, fmt), id=f"{spec_id(path)}-{fmt}")
-            for path in VALID_SPECS if keep(_raw(path)) for fmt in FORMATS]
+            for path in VALID_SPECS if keep(_raw(path)) for fmt in formats
+            if not REGISTRY[fmt].problems(load_spec(path))]
 
 
 def _image(tmp_path: Path, path: Path, fmt: str) -> tuple[Path, dict[str, Any], str]:
@@ -46,7 +55,7 @@ def image(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, dict[st
     return _image(tmp_path, *request.param)
 
 
-@pytest.fixture(params=_cases(lambda raw: "network" in raw))
+@pytest.fixture(params=_cases(lambda raw: "network" in raw, [f for f in FORMATS if f in NET_CONVERT]))
 def networked_image(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, dict[str, Any], str]:
     return _image(tmp_path, *request.param)
 
@@ -128,7 +137,8 @@ def test_cloud_init_reads_identity_keys_and_payloads(image: tuple[Path, dict[str
     spec = load_spec(raw)
     got = _cloud_init_read(iso, fmt, raw, tmp_path)
     assert got["found"] is True
-    assert got["instance_id"] == (raw["instance_id"] if fmt == "nocloud" else spec.uuid)
+    assert got["instance_id"] == (REGISTRY[fmt].fixed_instance_id
+                                  or (raw["instance_id"] if fmt == "nocloud" else spec.uuid))
     assert got["hostname"] == raw["hostname"]
     if "fqdn" in raw:
         assert got["fqdn"] == raw["fqdn"]
@@ -193,9 +203,8 @@ def test_net_convert_renders_addresses_and_routes(networked_image: tuple[Path, d
                                                   tmp_path: Path) -> None:
     iso, raw, fmt = networked_image
     seed = _extract(iso, tmp_path / "seed")
-    source, kind = ((seed / "network-config", "yaml") if fmt == "nocloud"
-                    else (seed / "openstack/latest/network_data.json", "network_data.json"))
-    eni = _net_convert(str(source), kind, tuple(_mac_names(raw)))
+    source, kind = NET_CONVERT[fmt]
+    eni = _net_convert(str(seed / source), kind, tuple(_mac_names(raw)))
     for name, expected in _expected_network(raw).items():
         assert f"iface {name} " in eni
         for address in expected["addresses"]:
@@ -209,8 +218,8 @@ def test_net_convert_renders_addresses_and_routes(networked_image: tuple[Path, d
 def test_cloud_config_user_data_passes_cloud_init_schema(
         cloud_config_image: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
     iso, raw, fmt = cloud_config_image
-    seed = _extract(iso, tmp_path / "seed")
-    user_data = seed / ("user-data" if fmt == "nocloud" else "openstack/latest/user_data")
+    user_data = tmp_path / "user-data"  # as cloud-init's datasource hands it on
+    user_data.write_bytes(base64.b64decode(_cloud_init_read(iso, fmt, raw, tmp_path)["userdata_b64"]))
     assert user_data.read_bytes().startswith(b"#cloud-config")
     result = subprocess.run(["cloud-init", "schema", "-c", str(user_data)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

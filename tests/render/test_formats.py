@@ -102,3 +102,18 @@ def test_yaml_bytes_do_not_depend_on_libyaml() -> None:
         pure = yaml.dump(data, Dumper=yaml.SafeDumper, sort_keys=False, default_flow_style=False,
                          allow_unicode=True, width=1 << 16).encode()
         assert dump_yaml(data) == pure, data
+
+
+def test_every_registered_format_is_consistent(fmt: str) -> None:
+    """Label lookup, refusal messages and the instance-id rule, for each Format in the registry."""
+    from configdrive.render import FORMATS, format_of_label
+
+    form = FORMATS[fmt]
+    assert form.name == fmt and format_of_label(form.label.swapcase()) is form
+    assert form.problems(MINIMAL) == []  # every format carries a hostname and an instance id
+    for spec in (MINIMAL, EXAMPLE, load_spec(FIXTURES / "specs/valid/bond-vlan.yaml")):
+        assert all(p.message.startswith(f"{fmt}: ") for p in form.problems(spec))
+    if form.fixed_instance_id is not None:  # cloud-init ignores the seed's id: so must we
+        assert form.instance_id(MINIMAL) == form.instance_id(EXAMPLE) == form.fixed_instance_id
+    else:
+        assert form.instance_id(MINIMAL) != form.instance_id(EXAMPLE)
