@@ -304,6 +304,10 @@ def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
+    from configdrive.serve.command import add_serve_parser  # the metadata service (configdrive/serve/)
+
+    add_serve_parser(command)
+
 
 def _watch(args: argparse.Namespace) -> int:
     import logging
