@@ -164,7 +164,6 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
 
 # --- the service as a process in a network lab (tests/serve/test_netns.py, test_cloudinit.py) -----
 
-SERVE_CMD = Path(__file__).with_name("serve_cmd.py")
 #: Spec addresses that two VMs claim: answered for neither.
 DUPLICATE = "2001:db8:1::77"
 
@@ -213,7 +212,7 @@ class LabService:
     def _start(self) -> subprocess.Popen[bytes]:
         from tests.conftest import ROOT
 
-        cmd = ["ip", "netns", "exec", self.lab.server, sys.executable, str(SERVE_CMD), "serve",
+        cmd = ["ip", "netns", "exec", self.lab.server, sys.executable, "-m", "configdrive", "serve",
                "--source", f"dir:{self.specs}", "--socket-dir", str(self.socks),
                "--leases", str(self.folder / "leases.yaml"), "--jobs", "1"]
         for value in self.LISTEN:
