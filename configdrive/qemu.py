@@ -1,4 +1,4 @@
-"""qemu arguments to attach a seed ISO as a CD-ROM, and a probe for whether KVM works.
+"""qemu arguments to attach a seed ISO as a CD-ROM or a read-only virtio disk, and a probe for whether KVM works.
 
 For testing images offline::
 
@@ -7,10 +7,10 @@ For testing images offline::
     argv = ["qemu-system-x86_64", "-machine", "q35", "-m", "1024", *qemu.accel_args(accel),
             "-drive", "file=disk.qcow2,if=virtio", *qemu.cdrom_args("seed.iso", "sata")]
 
-Both seed formats (NoCloud ``cidata`` and config-drive ``config-2``) are found by cloud-init on
-any of the buses offered here, provided the guest's initramfs or kernel has the driver
-(``ata_piix`` for ide on ``pc``, ``ahci`` for sata, ``virtio_scsi``, plus ``sr_mod`` and
-``isofs``).
+Every seed format is found by cloud-init by its volume label on any of the buses offered here,
+provided the guest's initramfs or kernel has the driver (``ata_piix`` for ide on ``pc``, ``ahci``
+for sata, ``virtio_scsi``, plus ``sr_mod`` and ``isofs``; ``virtio_blk`` for :func:`disk_args`).
+The same ISO image serves both: hypervisors without CD-ROM emulation attach it as a disk.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ def cdrom_args(iso: str | os.PathLike[str], bus: CdromBus = "ide", *, node: str 
     """
     if bus not in CDROM_BUSES:
         raise QemuError(f"unknown CD-ROM bus {bus!r}; expected one of {CDROM_BUSES}")
-    if not node or not all(c.isalnum() or c in "-_." for c in node) or not node[0].isalpha():
-        raise QemuError(f"invalid qemu node name {node!r}")
+    _check_node(node)
     drive = [
         "-drive",
         f"file={_option_value(os.fspath(iso))},format=raw,if=none,media=cdrom,readonly=on,id={node}",
@@ -75,6 +74,25 @@ def cdrom_args(iso: str | os.PathLike[str], bus: CdromBus = "ide", *, node: str 
         "-device",
         f"scsi-cd,drive={node},bus={node}-scsi.0",
     ]
+
+
+def disk_args(iso: str | os.PathLike[str], *, node: str = "seed") -> list[str]:
+    """Arguments that attach ``iso`` as a read-only virtio disk (``virtio-blk-pci``).
+
+    For guests or hypervisors without CD-ROM emulation; cloud-init finds the seed by its label
+    just as on a CD-ROM. A disk is not removable media: a rebuilt seed reaches the guest only
+    when the disk is attached again or the VM restarts. ``node`` must be unique per VM.
+    """
+    _check_node(node)
+    return [
+        "-drive", f"file={_option_value(os.fspath(iso))},format=raw,if=none,readonly=on,id={node}",
+        "-device", f"virtio-blk-pci,drive={node}",
+    ]  # fmt: skip
+
+
+def _check_node(node: str) -> None:
+    if not node or not all(c.isalnum() or c in "-_." for c in node) or not node[0].isalpha():
+        raise QemuError(f"invalid qemu node name {node!r}")
 
 
 def accel_args(accel: Accelerator) -> list[str]:

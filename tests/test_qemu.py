@@ -1,4 +1,4 @@
-"""configdrive.qemu: CD-ROM argument building and the cached accelerator verdict."""
+"""configdrive.qemu: CD-ROM and disk argument building and the cached accelerator verdict."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from configdrive import qemu
-from configdrive.errors import ConfigDriveError
+from configdrive.errors import ConfigDriveError, QemuError
 
 
 def test_ide_uses_the_machines_own_controller() -> None:
@@ -33,6 +33,29 @@ def test_virtio_scsi_adds_a_scsi_controller() -> None:
 
 def test_commas_in_the_path_are_escaped() -> None:
     assert qemu.cdrom_args("/tmp/a,b.iso")[1].startswith("file=/tmp/a,,b.iso,format=raw")
+
+
+def test_disk_attaches_the_seed_as_a_read_only_virtio_disk() -> None:
+    assert qemu.disk_args("/s/seed.iso") == [
+        "-drive", "file=/s/seed.iso,format=raw,if=none,readonly=on,id=seed",
+        "-device", "virtio-blk-pci,drive=seed",
+    ]  # fmt: skip
+
+
+def test_disk_node_and_path() -> None:
+    args = qemu.disk_args(Path("/tmp/a,b.iso"), node="seed1")
+    assert args[1] == "file=/tmp/a,,b.iso,format=raw,if=none,readonly=on,id=seed1"
+    assert args[3] == "virtio-blk-pci,drive=seed1"
+    assert "media=cdrom" not in args[1]
+    for node in ("", "a,b", "1seed", "se ed"):
+        with pytest.raises(QemuError):
+            qemu.disk_args("seed.iso", node=node)
+
+
+def test_cdrom_and_disk_of_two_seeds_do_not_clash() -> None:
+    argv = qemu.cdrom_args("a.iso", "sata", node="cd") + qemu.disk_args("b.iso", node="disk")
+    ids = [opt.split("id=")[1].split(",")[0] for opt in argv if "id=" in opt]
+    assert len(ids) == len(set(ids))
 
 
 @pytest.mark.parametrize(

@@ -55,12 +55,13 @@ class VmRunner:
         *,
         machine: str = "q35",
         bus: qemu.CdromBus | None = None,
+        attach: harness.Attach = "cdrom",
         report_paths: tuple[str, ...] = (),
     ) -> harness.Boot:
         console = self.workdir / f"{name}.console.log"
         argv = harness.qemu_argv(
             self.image, disk, seed, nics, console, accel=self.accel, machine=machine, bus=bus,
-            report_paths=report_paths,
+            attach=attach, report_paths=report_paths,
         )  # fmt: skip
         try:
             result = harness.boot(name, argv, console)

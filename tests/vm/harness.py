@@ -15,12 +15,14 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from configdrive import qemu
 
 from .guest_image import GuestImage
 
+#: How the seed reaches the guest: a CD-ROM on ``bus``, or a read-only virtio disk.
+Attach = Literal["cdrom", "disk"]
 BOOT_TIMEOUT = 600.0  # TCG on a busy 2-core machine: a first boot takes up to ~160 s
 REPORT_RE = re.compile(r"@@CDR (\d+) ([A-Za-z0-9+/=]+)")
 BEGIN_RE = re.compile(r"@@CDREPORT-BEGIN (\d+)")
@@ -69,9 +71,10 @@ def qemu_argv(
     accel: qemu.Accelerator,
     machine: str = "q35",
     bus: qemu.CdromBus | None = None,
+    attach: Attach = "cdrom",
     report_paths: tuple[str, ...] = (),
 ) -> list[str]:
-    """The qemu command line for one boot of ``disk`` with ``seed`` as a CD-ROM."""
+    """The qemu command line for one boot of ``disk`` with ``seed`` as a CD-ROM or a virtio disk."""
     append = "root=LABEL=vmroot ro console=ttyS0 panic=-1"
     if report_paths:
         append += " cdreport.paths=" + ",".join(report_paths)
@@ -83,7 +86,9 @@ def qemu_argv(
         "-drive", f"file={disk},if=virtio,format=qcow2",
         "-serial", f"file:{console}",
     ]  # fmt: skip
-    if seed is not None:
+    if seed is not None and attach == "disk":
+        argv += qemu.disk_args(seed)
+    elif seed is not None:
         argv += qemu.cdrom_args(seed, bus or qemu.default_bus(machine))
     for n, nic in enumerate(nics):
         argv += [

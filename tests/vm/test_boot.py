@@ -7,12 +7,20 @@ read its report:
   user-data, vendor-data, config-drive files, a DHCPv4 NIC and a static IPv6-only NIC with an
   extra route and DNS); then the same disk rebooted with a seed that keeps the instance id but
   changes everything else; then rebooted with a new instance id, hostname, key and address.
-* ``ipv6_only`` (per format): a static IPv6 address and default route, no IPv4 anywhere.
+* ``ipv6_only`` (per format): a static IPv6 address and default route, no IPv4 anywhere; the
+  seed attached as a read-only virtio disk instead of a CD-ROM.
+* ``opennebula``: an OpenNebula CONTEXT seed (static IPv4 + IPv6, key with shell syntax in its
+  comment, user data), read by cloud-init's OpenNebula datasource through ``sudo -u nobody bash``.
+
+The formats of ``lifecycle`` and ``ipv6_only`` are the registered formats that can express
+those specs (the Format is asked, no names listed).
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +29,7 @@ from typing import Any
 import pytest
 
 import configdrive
+from configdrive import FORMATS as REGISTRY
 from configdrive.qemu import CdromBus
 
 from .conftest import VmRunner
@@ -28,14 +37,16 @@ from .harness import Boot, Nic
 
 pytestmark = pytest.mark.vm
 
-FORMATS = ["nocloud", "configdrive"]
-MAC_DHCP, MAC_V6 = "52:54:00:cd:00:01", "52:54:00:cd:00:02"
+MAC_DHCP, MAC_V6, MAC_ONE = "52:54:00:cd:00:01", "52:54:00:cd:00:02", "52:54:00:cd:00:0e"
 # Each NIC gets a qemu user network of its own; restrict=on keeps all traffic inside qemu.
 # ipv4=on must be explicit: qemu takes a bare ipv6=on as "IPv6 only" and then serves no DHCPv4.
 NET_DHCP = "restrict=on,ipv4=on,ipv6=on"
 NET_V6 = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:1::/64,ipv6-host=2001:db8:1::1"
 # IPv4 stays on in qemu, so a guest that wrongly ran DHCP would get an address.
 NET_V6_ONLY = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:5::/64,ipv6-host=2001:db8:5::1"
+NET_ONE = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:7::/64,ipv6-host=2001:db8:7::1"
+#: A valid key for deciding, at collection time, which formats can express a scenario's spec.
+PROBE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y probe"
 REPORT_PATHS = (
     "/var/tmp/cd/bootcmd.log",
     "/var/tmp/cd/runcmd.log",
@@ -131,6 +142,36 @@ def lifecycle_spec(
     return spec
 
 
+def ipv6_only_spec(fmt: str, key: str) -> dict[str, Any]:
+    return {
+        "instance_id": f"iid-{fmt}-v6only",
+        "hostname": "sixonly",
+        "ssh_authorized_keys": [key],
+        "network": {
+            "ethernets": {
+                "eth0": {
+                    "match": {"macaddress": MAC_V6},
+                    "set-name": "eth0",
+                    "addresses": ["2001:db8:5::10/64"],
+                    "routes": [{"to": "default", "via": "2001:db8:5::1"}],
+                    "nameservers": {"addresses": ["2001:db8:5::3"]},
+                    "accept-ra": False,
+                }
+            }
+        },
+    }
+
+
+def formats_for(make_spec: Any) -> list[str]:
+    """The registered formats that can express ``make_spec(fmt)``: the others refuse it."""
+    return [fmt for fmt, form in REGISTRY.items() if not form.problems(configdrive.load_spec(make_spec(fmt)))]
+
+
+LIFECYCLE_FORMATS = formats_for(lambda fmt: lifecycle_spec(
+    fmt, instance_id="i", hostname="h", key_list=[PROBE_KEY], v6_address="2001:db8:1::10", label="probe"))
+IPV6_ONLY_FORMATS = formats_for(lambda fmt: ipv6_only_spec(fmt, PROBE_KEY))
+
+
 def expected_instance_id(spec: dict[str, Any], fmt: str) -> str:
     """What cloud-init will call the instance: meta-data instance-id, or config-2's uuid."""
     if fmt == "nocloud":
@@ -151,7 +192,7 @@ class Lifecycle:
         return [self.first, self.same_iid, self.new_iid]
 
 
-@pytest.fixture(scope="module", params=FORMATS)
+@pytest.fixture(scope="module", params=LIFECYCLE_FORMATS)
 def lifecycle(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Iterator[Lifecycle]:
     fmt: str = request.param
     disk = vm.disk(f"lifecycle-{fmt}")
@@ -182,34 +223,62 @@ def lifecycle(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Itera
     yield Lifecycle(fmt, boots["first"], boots["same_iid"], boots["new_iid"], specs)
 
 
-@pytest.fixture(scope="module", params=FORMATS)
+@pytest.fixture(scope="module", params=IPV6_ONLY_FORMATS)
 def ipv6_only(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Boot:
+    """Also the disk-attachment boot: the seed is a read-only virtio disk, not a CD-ROM."""
     fmt: str = request.param
-    spec = {
-        "instance_id": f"iid-{fmt}-v6only",
-        "hostname": "sixonly",
-        "ssh_authorized_keys": [keys.ed25519],
-        "network": {
-            "ethernets": {
-                "eth0": {
-                    "match": {"macaddress": MAC_V6},
-                    "set-name": "eth0",
-                    "addresses": ["2001:db8:5::10/64"],
-                    "routes": [{"to": "default", "via": "2001:db8:5::1"}],
-                    "nameservers": {"addresses": ["2001:db8:5::3"]},
-                    "accept-ra": False,
-                }
-            }
-        },
-    }
-    seed = vm.seed(f"ipv6-only-{fmt}", spec, fmt)
+    seed = vm.seed(f"ipv6-only-{fmt}", ipv6_only_spec(fmt, keys.ed25519), fmt)
     return vm.boot(
-        f"ipv6-only-{fmt}", vm.disk(f"ipv6-only-{fmt}"), seed, [Nic(MAC_V6, NET_V6_ONLY)],
-        machine="pc" if fmt == "nocloud" else "q35", bus="virtio-scsi",
+        f"ipv6-only-disk-{fmt}", vm.disk(f"ipv6-only-{fmt}"), seed, [Nic(MAC_V6, NET_V6_ONLY)],
+        machine="pc" if fmt == "nocloud" else "q35", attach="disk",
     )  # fmt: skip
 
 
+@dataclass
+class OpenNebulaBoot:
+    boot: Boot
+    spec: dict[str, Any]
+    key: str
+    user_data: str
+
+
+ONE_PATHS = ("/var/tmp/cd/one.txt", "/var/tmp/escaped-1", "/var/tmp/escaped-2",
+             "/run/cloud-init/instance-data.json")
+
+
+@pytest.fixture(scope="module")
+def opennebula(vm: VmRunner, keys: Keys) -> OpenNebulaBoot:
+    # The key's comment is shell syntax that would leave a file in /var/tmp (writable by nobody,
+    # who parses context.sh) if it ever left its quotes.
+    key = " ".join(keys.ed25519.split()[:2]) + " it's `touch /var/tmp/escaped-1` \\'$(touch /var/tmp/escaped-2) \"\\"
+    user_data = ("#cloud-config\nmanage_etc_hosts: true\nruncmd:\n  - mkdir -p /var/tmp/cd\n"
+                 "  - echo \"runcmd opennebula\" > /var/tmp/cd/one.txt\n")
+    spec = {
+        "instance_id": "iid-not-used-by-opennebula",
+        "hostname": "nebula",
+        "fqdn": "nebula.example.test",
+        "ssh_authorized_keys": [key],
+        "user_data": user_data,
+        "network": {"ethernets": {"eth0": {
+            "match": {"macaddress": MAC_ONE},
+            # not 10.0.2.15, the address qemu's DHCP would hand out
+            "addresses": ["10.0.2.42/24", "2001:db8:7::42/64"],
+            "routes": [{"to": "default", "via": "10.0.2.2"}, {"to": "default", "via": "2001:db8:7::1"}],
+            "nameservers": {"addresses": ["10.0.2.3"], "search": ["example.test"]},
+        }}},
+    }
+    seed = vm.seed("opennebula", spec, "opennebula")
+    boot = vm.boot("opennebula", vm.disk("opennebula"), seed, [Nic(MAC_ONE, NET_ONE)],
+                   bus="virtio-scsi", report_paths=ONE_PATHS)
+    return OpenNebulaBoot(boot, spec, key, user_data)
+
+
 # --- report helpers ----------------------------------------------------------------------------
+
+
+def ifname_of(report: dict[str, Any], mac: str) -> str:
+    """The guest's name for the NIC with this MAC (formats that cannot rename NICs keep the kernel's)."""
+    return next(str(link["ifname"]) for link in report["ip_addr"] if link.get("address") == mac)
 
 
 def addresses(report: dict[str, Any], ifname: str, family: str) -> list[str]:
@@ -363,6 +432,55 @@ def test_ipv6_only(ipv6_only: Boot) -> None:
 
 def test_ipv6_only_cloud_init_clean(ipv6_only: Boot) -> None:
     assert_cloud_init_clean(ipv6_only)
+
+
+def test_ipv6_only_seed_read_from_a_virtio_disk(ipv6_only: Boot) -> None:
+    # a virtio disk (qemu may enumerate it before the root disk, found by label), not /dev/sr0
+    assert re.fullmatch(r"config-disk \(/dev/vd[a-z]\)", ipv6_only.report["subplatform"] or ""), \
+        ipv6_only.report["subplatform"]
+
+
+# --- OpenNebula CONTEXT -------------------------------------------------------------------------
+
+
+def test_opennebula_identity_and_fixed_instance_id(opennebula: OpenNebulaBoot) -> None:
+    report = opennebula.boot.report
+    assert report["datasource"] == "opennebula"
+    assert report["instance_id"] == "iid-dsopennebula"  # whatever the spec's instance_id said
+    assert report["hostname"] == "nebula"
+    assert report["fqdn"] == "nebula.example.test"
+
+
+def test_opennebula_key_user_data_and_nothing_escaped(opennebula: OpenNebulaBoot) -> None:
+    report = opennebula.boot.report
+    assert (report["authorized_keys"]["debian"] or "").splitlines() == [opennebula.key]
+    assert lines(report, "/var/tmp/cd/one.txt") == ["runcmd opennebula"]
+    assert file_text(report, "/var/tmp/escaped-1") is None
+    assert file_text(report, "/var/tmp/escaped-2") is None
+
+
+def test_opennebula_static_addresses_gateways_and_dns(opennebula: OpenNebulaBoot) -> None:
+    report = opennebula.boot.report
+    nic = ifname_of(report, MAC_ONE)
+    assert addresses(report, nic, "inet") == ["10.0.2.42"], "static ETH0_IP, no DHCP"
+    assert "2001:db8:7::42" in addresses(report, nic, "inet6")
+    defaults = [(r.get("gateway"), r.get("dev")) for r in report["ip_route"] if r["dst"] == "default"]
+    assert defaults == [("10.0.2.2", nic)]
+    defaults6 = [(r.get("gateway"), r.get("dev")) for r in report["ip6_route"] if r["dst"] == "default"]
+    assert ("2001:db8:7::1", nic) in defaults6
+    resolv = file_text(report, "/etc/resolv.conf") or ""
+    assert "nameserver 10.0.2.3" in resolv and "example.test" in resolv
+
+
+def test_opennebula_user_data_is_in_world_readable_instance_data(opennebula: OpenNebulaBoot) -> None:
+    """cloud-init copies the whole context into /run/cloud-init/instance-data.json (mode 0644)."""
+    text = file_text(opennebula.boot.report, "/run/cloud-init/instance-data.json") or ""
+    encoded = base64.b64encode(opennebula.user_data.encode()).decode()
+    assert f'"USER_DATA": "{encoded}"' in text
+
+
+def test_opennebula_cloud_init_clean(opennebula: OpenNebulaBoot) -> None:
+    assert_cloud_init_clean(opennebula.boot)
 
 
 def test_report_paths_exist(lifecycle: Lifecycle) -> None:
