@@ -379,6 +379,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, default=1, help="serve processes for the boot storm")
     parser.add_argument("--results", default=str(ROOT / "bench/RESULTS-serve.md"))
+    parser.add_argument("--only", choices=("throughput", "storm", "rss"),
+                        help="run one part and print it (writes no results file)")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -386,6 +388,15 @@ def main() -> int:
             return 2
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="configdrive-serve-bench-"))
+    if args.only:
+        try:
+            part = {"throughput": lambda: throughput(work, args.duration, args.rounds, args.connections),
+                    "storm": lambda: storm(work, args.storm_vms, args.workers),
+                    "rss": lambda: rss(work, args.rss_vms, args.jobs)}[args.only]()
+            print(json.dumps({k: v for k, v in part.items() if k != "runs"}))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     try:
         tp = throughput(work, args.duration, args.rounds, args.connections)
         print(json.dumps({k: v for k, v in tp.items() if k != "runs"}), file=sys.stderr)

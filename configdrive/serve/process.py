@@ -166,8 +166,9 @@ def _follower(args: argparse.Namespace, store: Any, sink: Any) -> tuple[Any, Cal
     from configdrive.watch import Follower
 
     if args.out_dir is None:
-        # No image to pack; the sink builds the other served format from the same spec.
-        return Follower(store, SeedBuilder("configdrive", pack=False), [sink], jobs=args.jobs), lambda: None
+        # No image to pack; the sink builds the other served format from the same spec. The
+        # follower keeps each VM's last seed: NoCloud's 4 files cost a third of config-2's 46.
+        return Follower(store, SeedBuilder("nocloud", pack=False), [sink], jobs=args.jobs), lambda: None
     from configdrive.cli import _qmp_map
 
     folder = seed_folder(store, args.out_dir, args.format or "nocloud", keep_deleted=args.keep_deleted,

@@ -31,32 +31,40 @@ class Answer(NamedTuple):
     content_type: str
 
 
-class Layout(dict[str, int]):
-    """Request path -> slot in a Table's answers; shared by every VM whose seeds have these paths."""
+class Layout(dict[str, tuple[int, str]]):
+    """Request path -> (slot in a Table's bodies, content type); shared by every VM whose seeds
+    have the same paths with the same files repeated."""
 
 
-#: Layouts by their paths: 10,000 VMs of a few shapes share a few dicts instead of 10,000.
-_LAYOUTS: weakref.WeakValueDictionary[tuple[str, ...], Layout] = weakref.WeakValueDictionary()
+#: Layouts by shape: 10,000 VMs of a few shapes share a few dicts instead of holding 10,000.
+_LAYOUTS: weakref.WeakValueDictionary[tuple[tuple[str, int, str], ...], Layout] = weakref.WeakValueDictionary()
 
 _Add = Callable[[str, bytes, str], None]
 
 
 class Table:
-    """A VM's answers: request path (as sent, without the query) -> Answer."""
+    """A VM's answers: request path (as sent, without the query) -> Answer.
 
-    __slots__ = ("layout", "answers")
+    Only the distinct bodies are the VM's own (a config drive repeats files in every version
+    folder); which path reads which body, and its type, is the shared Layout."""
+
+    __slots__ = ("layout", "bodies")
 
     def __init__(self, routes: Mapping[str, Answer]) -> None:
-        paths = tuple(routes)
-        layout = _LAYOUTS.get(paths)
+        slots: dict[bytes, int] = {}
+        shape = []
+        for path, (body, content_type) in routes.items():
+            shape.append((path, slots.setdefault(body, len(slots)), content_type))
+        key = tuple(shape)
+        layout = _LAYOUTS.get(key)
         if layout is None:
-            layout = _LAYOUTS.setdefault(paths, Layout((path, slot) for slot, path in enumerate(paths)))
+            layout = _LAYOUTS.setdefault(key, Layout((path, (slot, kind)) for path, slot, kind in shape))
         self.layout: Layout = layout
-        self.answers: tuple[Answer, ...] = tuple(routes.values())
+        self.bodies: tuple[bytes, ...] = tuple(slots)
 
     def get(self, path: str) -> Answer | None:
-        slot = self.layout.get(path)
-        return None if slot is None else self.answers[slot]
+        entry = self.layout.get(path)
+        return None if entry is None else Answer(self.bodies[entry[0]], entry[1])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.layout)
@@ -68,11 +76,9 @@ class Table:
 def build_table(nocloud: FileTree | None, configdrive: FileTree | None) -> Table:
     """Every path served for a VM whose seeds are these trees (None: that format is not served)."""
     routes: dict[str, Answer] = {}
-    answers: dict[Answer, Answer] = {}  # equal answers stored once (a config drive repeats files)
 
     def add(path: str, body: bytes, content_type: str) -> None:
-        answer = Answer(body, content_type)
-        routes[sys.intern(path)] = answers.setdefault(answer, answer)
+        routes[sys.intern(path)] = Answer(body, content_type)
 
     if nocloud is not None:
         _nocloud(nocloud, add)
