@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aiohttp import web
+from aiohttp import HttpVersion, web
 from aiohttp.web_protocol import RequestHandler
 
 from configdrive.serve.registry import MetadataTables
@@ -25,6 +25,7 @@ log = logging.getLogger("configdrive.serve")
 access_log = logging.getLogger("configdrive.serve.access")
 
 TOKEN_PATH = "/latest/api/token"
+HTTP_1_0 = HttpVersion(1, 0)
 SWEEP = 0.25  # seconds between checks of the connections' deadlines
 
 
@@ -102,38 +103,37 @@ class MetadataServer(web.Server):
     def _answer(self, request: web.BaseRequest, conn: MetadataConnection, vm_id: str | None,
                 path: str) -> tuple[int, web.StreamResponse]:
         method = request.method
-        if request.version < (1, 0):
+        if request.version < HTTP_1_0:
             return _error(400, close=True)  # HTTP/0.9 has no status line: nobody's metadata client
-        if "Transfer-Encoding" in request.headers or (request.content_length or 0) > self.limits.max_body:
-            return _error(413, close=True)
-        if method == "PUT":
-            if path != TOKEN_PATH:
-                return _error(405, allow="GET, HEAD")
-            if "X-Forwarded-For" in request.headers:
-                # As AWS does: a token request that went through a proxy is refused.
-                return _error(403)
-            if vm_id is None or vm_id not in self.tables.vms:
+        if request.body_exists:
+            return _error(413, close=True)  # only the token PUT could have a body, and it has none
+        if method == "GET" or method == "HEAD":
+            if vm_id is None or (data := self.tables.vms.get(vm_id)) is None:
                 return _error(404)
-            ttl = parse_ttl(request.headers.get(TTL_HEADER))
-            if ttl is None:
-                return _error(400)
-            conn.limit_hops()
-            response = web.Response(body=self.tokens.issue(vm_id, ttl).encode(), content_type="text/plain",
-                                    headers={TTL_HEADER: str(ttl)})
-            response.force_close()
-            return 200, response
-        if method not in ("GET", "HEAD"):
+            token = request.headers.get(TOKEN_HEADER)
+            if token is not None and not self.tokens.valid(token, vm_id):
+                return _error(401)
+            answer = data.table.get(path)
+            if answer is None:
+                return _error(404)
+            return 200, web.Response(body=answer.body, content_type=answer.content_type)
+        if method != "PUT":
             return _error(405, allow="GET, HEAD, PUT" if path == TOKEN_PATH else "GET, HEAD")
-        data = self.tables.vms.get(vm_id) if vm_id is not None else None
-        if data is None:
+        if path != TOKEN_PATH:
+            return _error(405, allow="GET, HEAD")
+        if "X-Forwarded-For" in request.headers:
+            # As AWS does: a token request that went through a proxy is refused.
+            return _error(403)
+        if vm_id is None or vm_id not in self.tables.vms:
             return _error(404)
-        token = request.headers.get(TOKEN_HEADER)
-        if token is not None and not self.tokens.valid(token, vm_id or ""):
-            return _error(401)
-        answer = data.table.get(path)
-        if answer is None:
-            return _error(404)
-        return 200, web.Response(body=answer.body, content_type=answer.content_type)
+        ttl = parse_ttl(request.headers.get(TTL_HEADER))
+        if ttl is None:
+            return _error(400)
+        conn.limit_hops()
+        response = web.Response(body=self.tokens.issue(vm_id, ttl).encode(), content_type="text/plain",
+                                headers={TTL_HEADER: str(ttl)})
+        response.force_close()
+        return 200, response
 
 
 def _error(status: int, allow: str | None = None, close: bool = False) -> tuple[int, web.StreamResponse]:
