@@ -105,6 +105,8 @@ class MetadataServer(web.Server):
         method = request.method
         if request.version < HTTP_1_0:
             return _error(400, close=True)  # HTTP/0.9 has no status line: nobody's metadata client
+        if len(request.raw_headers) > self.limits.max_headers:
+            return _error(431, close=True)  # aiohttp 3.12 and older do not count them (3.14 does)
         if request.body_exists:
             return _error(413, close=True)  # only the token PUT could have a body, and it has none
         if method == "GET" or method == "HEAD":
