@@ -2,9 +2,9 @@
 
 Every image goes to a temp file beside its name and is renamed over it (mode 0600, never through
 a symlink, never over anything but a regular file), so a reader or a starting qemu sees the
-complete old image or the complete new one, even after kill -9. A full sync writes every temp
-file first, makes them durable in one pass, renames them all and syncs the folder once, instead
-of two syncs per image. An image is rewritten only when the seed's digest changes. A write that
+complete old image or the complete new one, even after kill -9. A full sync writes its temp
+files first (up to CHUNK of them), makes them durable in one pass, renames them all and syncs the
+folder once, instead of two syncs per image. An image is rewritten only when the seed's digest changes. A write that
 fails (permissions, a full disk, a FIFO or folder in the way) is retried with backoff until it
 succeeds, logged when its state changes. ``.configdrive-state.json`` remembers which input each
 image was built from and which file it was written to, so a restart rebuilds only what changed.
@@ -41,8 +41,10 @@ STATE_VERSION = 1
 STATE_DELAY = 2.0
 #: Longest pause between two tries of a failing write.
 RETRY_CAP = 60.0
-#: Failures or writes named one by one in a log line before it just counts them.
-SHOWN = 3
+#: Temp files a full sync writes before it makes them durable and renames them: bounds the
+#: seeds held for a retry (25 KiB each for a config drive) at the cost of one more fsync pass
+#: and folder sync per this many images.
+CHUNK = 500
 
 Signature = tuple[int, int, int]  # inode, size, mtime_ns: "the very file we wrote"
 
@@ -70,7 +72,7 @@ class _Staged:
 
     vm_id: str
     temp: str
-    seed: Seed  # without its image (kept only to retry)
+    seed: Seed  # without its image (kept only to retry a failed commit)
     input: str
     file: Signature | None = None
 
@@ -95,7 +97,8 @@ class ImageDirSink(Sink):
         self.listeners = list(listeners)
         self.counts: Counter[str] = Counter()
         self._entries: dict[str, Entry] | None = None  # read from the state file on first use
-        self._batch: list[_Staged] | None = None
+        self._syncing = False
+        self._staged: list[_Staged] = []
         self._retries: dict[str, _Retry] = {}
         self._dirty = False
         self._saved_at = 0.0
@@ -143,7 +146,7 @@ class ImageDirSink(Sink):
     # --- events ----------------------------------------------------------------------------
 
     def begin_sync(self) -> None:
-        self._batch = []
+        self._syncing = True
         try:
             self.out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             stale = remove_stale_temps(self.out_dir, "*.iso") + remove_stale_temps(self.out_dir, STATE_NAME)
@@ -157,12 +160,11 @@ class ImageDirSink(Sink):
         self._retries.pop(vm_id, None)  # the newest seed replaces one whose write failed
         if self._unchanged(vm_id, seed, input_digest):
             return
-        if self._batch is not None:
-            self._stage(vm_id, seed, input_digest)
-            return
-        self._batch = []
         self._stage(vm_id, seed, input_digest)
-        self._commit(one_by_one=True)
+        if not self._syncing:
+            self._commit(one_by_one=True)
+        elif len(self._staged) >= CHUNK:
+            self._commit()
 
     def remove(self, vm_id: str) -> None:
         self._retries.pop(vm_id, None)
@@ -174,6 +176,7 @@ class ImageDirSink(Sink):
             self._remove(vm_id, "spec deleted")
 
     def end_sync(self, present: frozenset[str] | None) -> None:
+        self._syncing = False
         self._commit()
         if present is not None:
             self._remove_orphans(present)
@@ -183,7 +186,6 @@ class ImageDirSink(Sink):
         now = time.monotonic()
         due = [(vm_id, r) for vm_id, r in self._retries.items() if r.due <= now]
         if due:
-            self._batch = []
             for vm_id, retry in due:
                 self._stage(vm_id, retry.seed, retry.input, retry)
             self._commit()
@@ -226,7 +228,6 @@ class ImageDirSink(Sink):
 
     def _stage(self, vm_id: str, seed: Seed, input_digest: str, retry: _Retry | None = None) -> None:
         """Write ``seed``'s image to a temp file beside its name (not yet durable, not renamed)."""
-        assert self._batch is not None
         path = self.path(vm_id)
         try:
             check_target(path)  # a FIFO, folder or device in the way: refuse before any work
@@ -249,14 +250,14 @@ class ImageDirSink(Sink):
         except ConfigDriveError as err:
             self._failed(vm_id, seed, input_digest, err, retry)
             return
-        # Without its packed image: a sync of 10,000 must not hold 10,000 images.
-        self._batch.append(_Staged(vm_id, temp, replace(seed), input_digest))
+        # Without its packed image: a sync must not hold all its images.
+        self._staged.append(_Staged(vm_id, temp, replace(seed), input_digest))
 
     def _commit(self, one_by_one: bool = False) -> None:
         """Make the batch's temp files durable, rename each over its image, sync the folder once,
         then record and announce them. The durability pass fsyncs each temp file after all were
         written, so the file system writes them out together (CPython has no ``os.syncfs``)."""
-        batch, self._batch = self._batch or [], None
+        batch, self._staged = self._staged, []
         if not batch:
             return
         started = time.monotonic()

@@ -149,6 +149,7 @@ def test_logs_whether_cloud_init_will_act_on_a_change(store: SpecStore, fmt: str
 def test_a_restart_skips_what_an_earlier_run_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     specs, out = tmp_path / "specs", tmp_path / "out"
     specs.mkdir()
+    monkeypatch.setattr("configdrive.sinks.imagedir.CHUNK", 7)  # a full sync in several chunks
     vms = [f"vm{i:02d}" for i in range(30)]
     for vm in vms:
         (specs / f"{vm}.yaml").write_bytes(spec(vm, 1))
