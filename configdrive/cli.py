@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from configdrive.errors import ConfigDriveError, InputError, SpecError, UnknownFormatError
-from configdrive.render import DEFAULT_FORMAT, FORMATS
+from configdrive.render import CHECKED_BY_DEFAULT, DEFAULT_FORMAT, FORMATS
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values()) + f" (default: {DEFAULT_FORMAT})"
@@ -288,7 +288,8 @@ def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("spec", help="spec file (YAML or JSON), or - for standard input")
     p.add_argument("--expect-revision", type=int, metavar="REV",
                    help="write only if the stored spec is still at REV (0: must not exist)")
-    _formats_option(p, "check that this format can express the spec (repeatable; default: every format)")
+    _formats_option(p, "check that this format can express the spec (repeatable; default: every format "
+                    "but the narrow ones: " + ", ".join(CHECKED_BY_DEFAULT) + ")")
 
     p = command("get", _get, "print a VM's spec as stored (its revision goes to stderr)")
     p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
@@ -364,7 +365,7 @@ def _put(args: argparse.Namespace) -> int:
     raw = _read_spec(args.spec)
     store = open_store(args.store)
     try:
-        revision = put_spec(store, args.vm_id, raw, args.expect_revision, args.format or tuple(FORMATS))
+        revision = put_spec(store, args.vm_id, raw, args.expect_revision, args.format)
     finally:
         store.close()
     print(f"{args.vm_id}: stored at revision {revision}", file=sys.stderr)

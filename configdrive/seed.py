@@ -15,7 +15,7 @@ from typing import Any
 from configdrive.errors import FormatError
 from configdrive.iso import build_epoch, pack_iso
 from configdrive.model import FileTree, VMSpec
-from configdrive.render import DEFAULT_FORMAT, FORMATS, Format, check, get_format
+from configdrive.render import CHECKED_BY_DEFAULT, DEFAULT_FORMAT, Format, check, get_format
 
 #: What a spec may be given as: text or bytes (YAML or JSON), plain data, or an already valid VMSpec.
 SpecSource = VMSpec | bytes | str | Mapping[str, Any]
@@ -49,8 +49,9 @@ def load(source: SpecSource, origin: str | None = None) -> VMSpec:
     return spec_from_data(source, origin)
 
 
-def check_spec(source: SpecSource, formats: Iterable[str] = tuple(FORMATS), origin: str | None = None) -> VMSpec:
-    """Validate ``source`` and check that every one of ``formats`` can express it (default: all)."""
+def check_spec(source: SpecSource, formats: Iterable[str] = CHECKED_BY_DEFAULT, origin: str | None = None) -> VMSpec:
+    """Validate ``source`` and check that every one of ``formats`` can express it (default: every
+    format but the narrow ones, see ``Format.narrow``)."""
     spec = load(source, origin)
     try:
         check(spec, tuple(formats))

@@ -170,3 +170,17 @@ def test_build_refuses_an_output_that_is_not_a_regular_file(tmp_path: Path, kind
     assert result.returncode == 2 and "refusing" in result.stderr
     assert_unchanged(target, before)
     assert os.listdir(tmp_path) == ["seed.iso"]
+
+
+def test_put_checks_every_format_but_the_narrow_ones_unless_named(tmp_path: Path) -> None:
+    from configdrive.render import CHECKED_BY_DEFAULT, FORMATS
+
+    store = f"dir:{tmp_path}"
+    narrow = [name for name, fmt in FORMATS.items() if fmt.narrow]
+    assert set(CHECKED_BY_DEFAULT) == set(FORMATS) - set(narrow) and CHECKED_BY_DEFAULT
+    ok = run("put", "--store", store, "vm1", str(EXAMPLE))  # DHCP, vendor data: no narrow format takes it
+    assert ok.returncode == 0, ok.stderr
+    for name in narrow:
+        refused = run("put", "--store", store, "vm2", str(EXAMPLE), "--format", name)
+        assert refused.returncode == 2 and f"{name}:" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["vm1.yaml"]

@@ -10,11 +10,14 @@ from configdrive.model import FileTree, VMSpec
 from configdrive.render import nocloud, opennebula, openstack
 from configdrive.render.format import Format
 
-__all__ = ["DEFAULT_FORMAT", "FORMATS", "Format", "check", "format_of_label", "get_format", "instance_id",
-           "label", "render"]
+__all__ = ["CHECKED_BY_DEFAULT", "DEFAULT_FORMAT", "FORMATS", "Format", "check", "format_of_label", "get_format",
+           "instance_id", "label", "render"]
 
 #: Every format, by name, in the order the CLI lists them.
 FORMATS: dict[str, Format] = {f.name: f for f in (nocloud.FORMAT, openstack.FORMAT, opennebula.FORMAT)}
+
+#: The formats a spec is checked against when none is named (``put``, ``check_spec``).
+CHECKED_BY_DEFAULT: tuple[str, ...] = tuple(name for name, f in FORMATS.items() if not f.narrow)
 
 #: The format used when none is named.
 DEFAULT_FORMAT = nocloud.FORMAT.name

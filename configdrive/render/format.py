@@ -19,7 +19,9 @@ class Format:
     will see; ``fixed_instance_id`` is set when cloud-init's reader ignores the seed's id;
     ``metadata_files`` are the files ``configdrive inspect`` parses; ``fields`` reads a rendered
     tree (or one read back from an image) into the spec fields cloud-init sees, for
-    ``configdrive diff`` (None: the format's seeds cannot be compared).
+    ``configdrive diff`` (None: the format's seeds cannot be compared); ``narrow`` marks a format
+    that cannot carry much of what a valid spec may say (DHCP, bonds, vendor data, ...): ``put``
+    and ``check_spec`` check it only when it is named.
     """
 
     name: str
@@ -32,3 +34,4 @@ class Format:
     metadata_files: tuple[str, ...] = ()
     fixed_instance_id: str | None = None
     fields: Callable[[FileTree], dict[str, Any]] | None = None
+    narrow: bool = False

@@ -169,4 +169,5 @@ FORMAT = Format(
     # context.sh is shell, not YAML: `inspect --contents` shows it as text.
     metadata_files=(),
     fixed_instance_id=INSTANCE_ID,
+    narrow=True,
 )

@@ -119,10 +119,10 @@ def check_vm_id(vm_id: str) -> str:
 def put_spec(store: SpecStore, vm_id: str, raw: bytes, expected_revision: int | None = None,
              formats: Sequence[str] | None = None) -> int:
     """Check ``raw`` through the pipeline (valid, and expressible in each of ``formats``; default:
-    every format), then store it. SpecError lists every problem and nothing is written; returns
-    the new revision."""
-    from configdrive.render import FORMATS
+    every format but the narrow ones), then store it. SpecError lists every problem and nothing
+    is written; returns the new revision."""
+    from configdrive.render import CHECKED_BY_DEFAULT
     from configdrive.seed import check_spec
 
-    check_spec(raw, tuple(FORMATS) if formats is None else formats, f"{store.url} {vm_id}")
+    check_spec(raw, CHECKED_BY_DEFAULT if formats is None else formats, f"{store.url} {vm_id}")
     return store.put(check_vm_id(vm_id), raw, expected_revision)
