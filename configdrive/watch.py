@@ -50,12 +50,14 @@ class Builder(Protocol):
     def __call__(self, raw: bytes, vm_id: str) -> Seed: ...
 
 
-class Sink(Protocol):
-    """What the follower feeds (see ``configdrive.sinks.Sink`` for a base with no-op methods)."""
+class Sink:
+    """What the follower feeds; subclasses override the events they care about (every one is
+    accepted and ignored here). Called from the follower's thread only."""
 
     def resumable(self) -> dict[str, str] | None:
         """Input digests of the seeds this sink still holds from an earlier run, by VM id
         (None: this sink needs no seed it held before)."""
+        return None
 
     def begin_sync(self) -> None:
         """A full sync starts: updates until ``end_sync`` may be batched."""

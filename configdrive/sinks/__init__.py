@@ -1,4 +1,4 @@
-"""What the store follower feeds: the Sink base, the seed builder it calls, and the usual wiring.
+"""What the store follower feeds: the sinks, the seed builder it calls, and the usual wiring.
 
 A sink hears, per VM, "VM x now has seed S" (``update``, with the Seed: tree, instance id and
 digest, so a metadata service can serve the tree as well as an image folder can pack it) and
@@ -24,7 +24,7 @@ from configdrive.qmp import DEFAULT_TIMEOUT, QmpTarget
 from configdrive.render import DEFAULT_FORMAT, get_format
 from configdrive.seed import Seed, build_seed
 from configdrive.stores import SpecStore
-from configdrive.watch import Follower
+from configdrive.watch import Follower, Sink
 
 if TYPE_CHECKING:  # the sink modules subclass Sink, defined here
     from configdrive.sinks.advice import AdviceSink
@@ -32,32 +32,6 @@ if TYPE_CHECKING:  # the sink modules subclass Sink, defined here
     from configdrive.sinks.qmp import QmpSink
 
 __all__ = ["SeedBuilder", "SeedFolder", "Sink", "seed_folder"]
-
-
-class Sink:
-    """A base for sinks: every event is accepted and ignored (see ``configdrive.watch.Sink``)."""
-
-    def resumable(self) -> dict[str, str] | None:
-        """Input digests of the seeds this sink still holds from an earlier run (None: needs none)."""
-        return None
-
-    def begin_sync(self) -> None:
-        """A full sync starts."""
-
-    def update(self, vm_id: str, seed: Seed, input_digest: str) -> None:
-        """VM ``vm_id`` now has ``seed``."""
-
-    def remove(self, vm_id: str) -> None:
-        """VM ``vm_id`` is gone."""
-
-    def end_sync(self, present: frozenset[str] | None) -> None:
-        """The full sync ended; ``present`` is every VM in the store (None: interrupted)."""
-
-    def poll(self) -> None:
-        """Between watch batches: retry what failed."""
-
-    def close(self) -> None:
-        """The follower stops."""
 
 
 @dataclass(frozen=True)

@@ -454,3 +454,22 @@ def test_a_full_disk_is_retried_until_there_is_room(tmp_path: Path, caplog: pyte
             wait_for(lambda: converged(out, {"a": 1, "b": 1, "c": 1}, padding=100_000), 30, "the retries")
     finally:
         subprocess.run(["umount", str(out)], check=True)
+
+
+def test_a_large_sync_builds_in_worker_processes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Past POOL_THRESHOLD specs, worker processes build (and pack) the seeds; their failures
+    come back as per-VM outcomes like in-process ones."""
+    from configdrive.watch import POOL_THRESHOLD
+
+    specs, out = tmp_path / "specs", tmp_path / "out"
+    specs.mkdir()
+    vms = [f"vm{i:03d}" for i in range(POOL_THRESHOLD + 4)]
+    for vm in vms:
+        (specs / f"{vm}.yaml").write_bytes(spec(vm, 1))
+    (specs / "vm000.yaml").write_bytes(b"hostname: 'not a host'\n")
+    caplog.set_level(logging.INFO, "configdrive")
+    watch = seed_folder(open_store(f"dir:{specs}"), out, jobs=2)
+    watch.follower.run(once=True)
+    assert watch.follower.counts["built"] == len(vms) - 1 and watch.follower.counts["invalid"] == 1
+    assert watch.failures() == 1 and "vm000: invalid spec" in caplog.text
+    assert converged(out, {vm: 1 for vm in vms[1:]}) and not (out / "vm000.iso").exists()
