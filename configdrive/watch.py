@@ -250,7 +250,8 @@ class Follower:
                 skipped += 1
             else:
                 todo.append((vm_id, record.raw, record.revision, digest))
-        self.counts["skipped"] += skipped
+        if skipped:
+            self.counts["skipped"] += skipped
         log.info("%s: %d specs at revision %d, %d to build%s", why, len(snapshot.records),
                  snapshot.revision, len(todo), f" ({skipped} built by an earlier run)" if skipped else "")
         self._each_sink("begin_sync")

@@ -45,6 +45,9 @@ RETRY_CAP = 60.0
 #: seeds held for a retry (25 KiB each for a config drive) at the cost of one more fsync pass
 #: and folder sync per this many images.
 CHUNK = 500
+#: New write failures logged one by one per pass before the rest are only counted (a folder that
+#: cannot be written fails every VM at once).
+SHOWN = 3
 
 Signature = tuple[int, int, int]  # inode, size, mtime_ns: "the very file we wrote"
 
@@ -103,6 +106,8 @@ class ImageDirSink(Sink):
         self._dirty = False
         self._saved_at = 0.0
         self._ignored: set[str] = set()  # special files in the folder, logged once
+        self._unshown: list[str] = []  # VMs whose new write failure this pass did not log
+        self._shown = 0
 
     def path(self, vm_id: str) -> Path:
         return self.out_dir / f"{vm_id}.iso"
@@ -259,6 +264,7 @@ class ImageDirSink(Sink):
         written, so the file system writes them out together (CPython has no ``os.syncfs``)."""
         batch, self._staged = self._staged, []
         if not batch:
+            self._end_pass()
             return
         started = time.monotonic()
         try:
@@ -267,6 +273,7 @@ class ImageDirSink(Sink):
             for staged in batch:
                 self._failed(staged.vm_id, staged.seed, staged.input,
                              OutputError(f"cannot open the folder: {err.strerror}", str(self.out_dir)))
+            self._end_pass()
             return
         renamed: list[_Staged] = []
         try:
@@ -314,6 +321,7 @@ class ImageDirSink(Sink):
                 except Exception as err:  # noqa: BLE001 - a listener's bug must not undo the writes
                     log.error("%s: %s failed: %s: %s", staged.vm_id, type(listener).__name__,
                               type(err).__name__, err)
+        self._end_pass()
 
     def _failed(self, vm_id: str, seed: Seed, input_digest: str, err: ConfigDriveError,
                 retry: _Retry | None = None) -> None:
@@ -324,9 +332,20 @@ class ImageDirSink(Sink):
         retry.due = time.monotonic() + delay
         if str(err) != retry.error:
             retry.error = str(err)
-            log.error("%s: cannot write its image, the guest keeps the previous one; retrying with "
-                      "backoff (up to %.0f s): %s", vm_id, RETRY_CAP, err)
+            if self._shown < SHOWN:
+                self._shown += 1
+                log.error("%s: cannot write its image, the guest keeps the previous one; retrying with "
+                          "backoff (up to %.0f s): %s", vm_id, RETRY_CAP, err)
+            else:
+                self._unshown.append(vm_id)
         self._retries[vm_id] = retry
+
+    def _end_pass(self) -> None:
+        """Count the new failures of this pass that were not logged one by one."""
+        if self._unshown:
+            log.error("cannot write the images of %d more VMs either (%s, ...); retrying with backoff",
+                      len(self._unshown), ", ".join(self._unshown[:SHOWN]))
+        self._unshown, self._shown = [], 0
 
     # --- removing --------------------------------------------------------------------------
 
