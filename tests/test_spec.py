@@ -255,3 +255,15 @@ def test_payload_limit_applies_to_the_bytes_written(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(spec_module.LIMITS, "payload_bytes", written - 1)
     [problem] = check_data({"instance_id": "i", "hostname": "h", "user_data": payload})
     assert problem.path == "user_data" and f"({written} bytes)" in problem.message
+
+
+@pytest.mark.parametrize("filename", ['a"b', "a\\b", "a;b=c", "it's", "f" * 255, "é" * 100, "=?utf-8?q?x?="])
+def test_part_filenames_the_spec_takes_arrive_as_written(filename: str) -> None:
+    import email
+
+    from configdrive.render.userdata import render_payload
+
+    spec = load_spec({"instance_id": "i", "hostname": "h", "user_data_parts": [
+        {"content_type": "text/x-shellscript", "content": "#!/bin/sh\n", "filename": filename}]})
+    message = email.message_from_bytes(render_payload(spec.user_data) or b"")
+    assert [part.get_filename() for part in message.walk() if not part.is_multipart()] == [filename]
