@@ -257,7 +257,7 @@ def test_payload_limit_applies_to_the_bytes_written(monkeypatch: pytest.MonkeyPa
     assert problem.path == "user_data" and f"({written} bytes)" in problem.message
 
 
-@pytest.mark.parametrize("filename", ['a"b', "a\\b", "a;b=c", "it's", "f" * 255, "é" * 100, "=?utf-8?q?x?="])
+@pytest.mark.parametrize("filename", ['a"b', "a;b=c", "it's", "f" * 255, "é" * 100, "=?utf-8?q?x?=", "a b"])
 def test_part_filenames_the_spec_takes_arrive_as_written(filename: str) -> None:
     import email
 
