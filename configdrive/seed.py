@@ -77,9 +77,15 @@ def tree_digest(tree: FileTree, label: str) -> str:
     """A hex digest that changes exactly when the packed image would: label, date and every file."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(f"{label}\0{build_epoch()}\0{len(tree)}\0".encode())
+    # Each distinct content is hashed once (a config drive repeats user_data in a dozen folders);
+    # a repeat is recorded by the number of its first occurrence.
+    first: dict[bytes, int] = {}
     for path in sorted(tree):
-        digest.update(f"{path}\0{len(tree[path])}\0".encode())
-        digest.update(tree[path])
+        data = tree[path]
+        number = first.setdefault(data, len(first))
+        digest.update(f"{path}\0{len(data)}\0{number}\0".encode())
+    for data in first:  # insertion order: first occurrence order, fixed by the sorted paths
+        digest.update(data)
     return digest.hexdigest()
 
 
