@@ -43,7 +43,8 @@ import yaml  # noqa: E402
 from configdrive import cli  # noqa: E402
 from configdrive.render import FORMATS  # noqa: E402
 from configdrive.seed import build_seed  # noqa: E402
-from configdrive.spec import LIMITS, _validator, load_spec  # noqa: E402
+from configdrive.spec import LIMITS, load_spec  # noqa: E402
+from configdrive.specschema import _validator  # noqa: E402
 from tests.test_hostile import CASES, Case, make_special  # noqa: E402
 
 GOAL_SECONDS, GOAL_MIB = 1.0, 100

@@ -247,7 +247,7 @@ def _stored_spec(url: str, vm_id: str) -> bytes:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from configdrive.spec import schema_text
+    from configdrive.specschema import schema_text
 
     sys.stdout.write(schema_text())
     return EXIT_OK
@@ -348,7 +348,7 @@ def _qmp_map(path: str | None) -> dict[str, Any]:
         return {}
     from configdrive.inputs import read_regular_file
     from configdrive.qmp import load_targets
-    from configdrive.spec import parse_document
+    from configdrive.yamldoc import parse_document
 
     try:
         data = parse_document(read_regular_file(path), path)

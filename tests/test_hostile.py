@@ -812,9 +812,10 @@ def worker(case_ids: list[str]) -> None:
     import configdrive.iso
     import configdrive.seed
     import configdrive.spec
+    import configdrive.specschema
 
-    configdrive.spec._validator()  # every child starts with jsonschema loaded, as a warm CLI would
-    assert configdrive.cli and configdrive.iso and configdrive.seed
+    configdrive.specschema._validator()  # every child starts with jsonschema loaded, as a warm CLI would
+    assert configdrive.cli and configdrive.iso and configdrive.seed and configdrive.spec
     for case_id in case_ids:
         print(json.dumps(run_in_child(BY_ID[case_id])), flush=True)
 

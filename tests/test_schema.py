@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema.exceptions import best_match
 
-from configdrive import SpecError, load_spec, parse_spec
-from configdrive import spec as spec_module
+from configdrive import SpecError, load_spec, parse_spec, specschema
 from configdrive.errors import Problem
-from configdrive.spec import check_data, schema_problems, schema_text
+from configdrive.spec import check_data
+from configdrive.specschema import schema_problems, schema_text
 from tests.conftest import INVALID_SPECS, VALID_SPECS, spec_id
 
 SCHEMA = json.loads(schema_text())
@@ -38,7 +38,7 @@ def stock_problems(data: Any) -> list[Problem]:
     """schema_problems as stock jsonschema's keywords give them (same mapping to our words)."""
     problems: list[Problem] = []
     for error in STOCK.iter_errors(data):
-        problems += spec_module._problems_of(best_match([error]) if error.context else error)
+        problems += specschema._problems_of(best_match([error]) if error.context else error)
     return list(dict.fromkeys(problems))
 
 
@@ -122,8 +122,8 @@ def test_messages_are_jsonschemas_but_for_the_quote(keyword: str) -> None:
     data = {"instance_id": "i", "hostname": "h", **fields}
     [ours], [stock] = schema_problems(data), stock_problems(data)
     assert ours.path == stock.path and stock.message.startswith(repr(value))
-    assert ours.message == spec_module.quote(value) + stock.message[len(repr(value)):]
-    if len(repr(value)) <= spec_module.QUOTE_CHARS:
+    assert ours.message == specschema.quote(value) + stock.message[len(repr(value)):]
+    if len(repr(value)) <= specschema.QUOTE_CHARS:
         assert ours == stock
 
 
@@ -135,7 +135,7 @@ def test_every_keyword_quoting_the_instance_is_shortened() -> None:
         return set().union(*map(keys, node)) if isinstance(node, list) else set()
 
     stock = jsonschema.Draft202012Validator.VALIDATORS
-    ours = type(spec_module._validator()).VALIDATORS
+    ours = type(specschema._validator()).VALIDATORS
     used = keys(SCHEMA) & set(stock)
     # these quote no instance: they descend, or name schema text; unknown keys are rebuilt per key
     quote_nothing = {"$ref", "properties", "additionalProperties", "propertyNames", "items", "required", "const"}
@@ -143,8 +143,8 @@ def test_every_keyword_quoting_the_instance_is_shortened() -> None:
 
 
 def test_one_validator_and_format_checked_only_if_used() -> None:
-    validator = spec_module._validator()
-    assert validator is spec_module._validator()
+    validator = specschema._validator()
+    assert validator is specschema._validator()
     # jsonschema's Validator protocol has no format_checker
     assert (cast(Any, validator).format_checker is None) == ('"format"' not in schema_text())
 
@@ -231,7 +231,7 @@ def test_a_pattern_matches_the_whole_value(data: dict[str, Any], path: str) -> N
 
 
 def test_schema_patterns_read_dollar_as_the_end_of_the_text() -> None:
-    regex = spec_module.schema_regex
+    regex = specschema.schema_regex
     assert regex("^a$").search("a") and not regex("^a$").search("a\n")
     assert regex("^[$]+$").search("$$") and not regex("^[$]+$").search("$$\n")
     assert regex(r"^\$$").search("$") and regex("^a|b$").search("a\n")  # "^a" matches; only "$" changed

@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from configdrive import SpecError, load_spec, parse_spec
+from configdrive import SpecError, load_spec, parse_spec, yamldoc
 from configdrive import spec as spec_module
 from configdrive.model import Route
-from configdrive.spec import check_data, field_path, parse_document, parse_ssh_key
+from configdrive.spec import check_data
+from configdrive.specschema import field_path
+from configdrive.sshkeys import parse_ssh_key
+from configdrive.yamldoc import parse_document
 from tests.conftest import FIXTURES, INVALID_SPECS, VALID_SPECS, spec_id
 
 
@@ -140,7 +143,7 @@ def test_bounded_composer_gives_what_pyyaml_gives() -> None:
 def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with libyaml's parser and with PyYAML's pure-Python one."""
     if request.param == "pure":
-        monkeypatch.setattr(spec_module, "_yaml_loader", lambda: yaml.SafeLoader)
+        monkeypatch.setattr(yamldoc, "_yaml_loader", lambda: yaml.SafeLoader)
     return request.param  # type: ignore[no-any-return]
 
 

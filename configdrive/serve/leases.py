@@ -24,7 +24,7 @@ LEASES_LIMIT = 16 * 1024 * 1024
 def read_leases(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     """VM id -> canonical addresses; ServeError names every bad entry, InputError an unreadable file."""
     from configdrive.inputs import read_regular_file
-    from configdrive.spec import parse_document
+    from configdrive.yamldoc import parse_document
 
     name = os.fspath(path)
     try:
