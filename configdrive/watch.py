@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: Below this many specs to build, a full sync does not start worker processes: starting them
 #: costs about half a second each (imports), as much as building a few hundred seeds.
 POOL_THRESHOLD = 256
+#: Specs per task sent to a worker process.
+CHUNK = 16
 
 
 class Builder(Protocol):
@@ -115,6 +117,11 @@ def build_one(build: Builder, raw: bytes, vm_id: str) -> Seed | Failure:
         return Failure("failed", f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
     except Exception as err:  # noqa: BLE001 - the per-VM boundary: a bug of ours must not stop the others
         return Failure("failed", f"internal error {_where(err)}")
+
+
+def build_chunk(build: Builder, chunk: list[tuple[bytes, str]]) -> list[Seed | Failure]:
+    """``build_one`` over ``(raw, vm_id)`` pairs: the unit of work of a worker process."""
+    return [build_one(build, raw, vm_id) for raw, vm_id in chunk]
 
 
 def _where(err: BaseException) -> str:
@@ -306,17 +313,29 @@ class Follower:
                 yield build_one(self.build, raw, vm_id)
             return
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from collections import deque
+        from concurrent.futures import Future, ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
+        chunks = [[(raw, vm_id) for vm_id, raw, _revision, _digest in todo[i:i + CHUNK]]
+                  for i in range(0, len(todo), CHUNK)]
         done = 0
         # spawn, not fork: the etcd client runs gRPC threads that a fork would copy mid-flight.
         with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            # A few chunks ahead of the caller, not all: each outcome carries its packed image,
+            # and workers that outran the writes would pile them up (pool.map submits everything).
+            window: deque[Future[list[Seed | Failure]]] = deque()
             try:
-                for outcome in pool.map(build_one, [self.build] * len(todo), [t[1] for t in todo],
-                                        [t[0] for t in todo], chunksize=16):
-                    done += 1
-                    yield outcome
+                for chunk in chunks:
+                    window.append(pool.submit(build_chunk, self.build, chunk))
+                    if len(window) > 2 * self.jobs:
+                        for outcome in window.popleft().result():
+                            done += 1
+                            yield outcome
+                while window:
+                    for outcome in window.popleft().result():
+                        done += 1
+                        yield outcome
             except BrokenProcessPool:
                 log.error("a worker process died (killed, or crashed in a C extension); "
                           "building the remaining %d seeds in this process", len(todo) - done)

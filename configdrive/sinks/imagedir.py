@@ -36,9 +36,12 @@ log = logging.getLogger(__name__)
 #: Beside the images: what each was built from and which file it is.
 STATE_NAME = ".configdrive-state.json"
 STATE_VERSION = 1
-#: Outside a full sync, the state file is rewritten at most this often (seconds). A stale state
-#: only costs rebuilds: an entry counts only while its image is still the very file it names.
-STATE_DELAY = 2.0
+#: Outside a full sync the state file is rewritten once changes pause for STATE_QUIET seconds,
+#: and under constant churn every STATE_MAX_AGE seconds: rewriting 10,000 entries takes tens of
+#: milliseconds that would delay the next change. A stale state only costs rebuilds at a restart:
+#: an entry counts only while its image is still the very file it names.
+STATE_QUIET = 2.0
+STATE_MAX_AGE = 60.0
 #: Longest pause between two tries of a failing write.
 RETRY_CAP = 60.0
 #: Temp files a full sync writes before it makes them durable and renames them: bounds the
@@ -104,7 +107,7 @@ class ImageDirSink(Sink):
         self._staged: list[_Staged] = []
         self._retries: dict[str, _Retry] = {}
         self._dirty = False
-        self._saved_at = 0.0
+        self._saved_at = self._changed_at = time.monotonic()
         self._ignored: set[str] = set()  # special files in the folder, logged once
         self._unshown: list[str] = []  # VMs whose new write failure this pass did not log
         self._shown = 0
@@ -174,7 +177,7 @@ class ImageDirSink(Sink):
     def remove(self, vm_id: str) -> None:
         self._retries.pop(vm_id, None)
         if self._state().pop(vm_id, None) is not None:
-            self._dirty = True
+            self._touch()
         if self.keep_deleted:
             log.info("%s: spec deleted; keeping %s", vm_id, self.path(vm_id).name)
         else:
@@ -194,7 +197,7 @@ class ImageDirSink(Sink):
             for vm_id, retry in due:
                 self._stage(vm_id, retry.seed, retry.input, retry)
             self._commit()
-        if self._dirty and now - self._saved_at >= STATE_DELAY:
+        if self._dirty and (now - self._changed_at >= STATE_QUIET or now - self._saved_at >= STATE_MAX_AGE):
             self._save_state()
 
     def close(self) -> None:
@@ -215,7 +218,7 @@ class ImageDirSink(Sink):
         if entry is not None and entry.seed == seed.digest and self._is_ours(vm_id, entry):
             if entry.input != input_digest:
                 entry.input = input_digest
-                self._dirty = True
+                self._touch()
             self.counts["unchanged"] += 1
             log.debug("%s: image content unchanged", vm_id)
             return True
@@ -226,7 +229,7 @@ class ImageDirSink(Sink):
                 same = False
             if same:
                 entries[vm_id] = Entry(input_digest, seed.digest, seed.instance_id, file)
-                self._dirty = True
+                self._touch()
                 self.counts["unchanged"] += 1
                 return True
         return False
@@ -309,7 +312,8 @@ class ImageDirSink(Sink):
                 log.info("%s: wrote %s (%d bytes)", staged.vm_id, self.path(staged.vm_id).name, staged.file[1])
             else:
                 log.debug("%s: wrote %s (%d bytes)", staged.vm_id, self.path(staged.vm_id).name, staged.file[1])
-        self._dirty = self._dirty or bool(renamed)
+        if renamed:
+            self._touch()
         self.counts["written"] += len(renamed)
         if len(renamed) > 1:
             log.info("wrote %d images in %.2f s (one durability pass, one folder sync)", len(renamed),
@@ -359,7 +363,7 @@ class ImageDirSink(Sink):
         entries = self._state()
         for vm_id in [vm_id for vm_id in entries if vm_id not in present]:
             del entries[vm_id]
-            self._dirty = True
+            self._touch()
         for name in names:
             stem, _, suffix = name.rpartition(".")
             if suffix != "iso" or not VM_ID.match(stem) or stem in present:
@@ -390,6 +394,10 @@ class ImageDirSink(Sink):
             log.error("%s", err)
 
     # --- the state file --------------------------------------------------------------------
+
+    def _touch(self) -> None:
+        self._dirty = True
+        self._changed_at = time.monotonic()
 
     def _save_state(self) -> None:
         entries = self._state()
