@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from configdrive.render import Format
+from configdrive.render.userdata import OTHER_PARTS
 
 Applies = Literal["next-boot", "new-instance", "never"]
 
@@ -41,10 +42,7 @@ RULES: dict[str, Rule] = {
                     "cloud-init to apply it on every boot (updates.network.when: [boot])"),
     "user_data": Rule("new-instance", "runcmd, scripts, packages, users and write_files run once per instance"),
     "user_data.bootcmd": Rule("next-boot", "bootcmd runs on every boot"),
-    "user_data.hostname": Rule("next-boot", "cloud-init sets the hostname on every boot"),
-    "user_data.fqdn": Rule("next-boot", "cloud-init sets the hostname on every boot"),
     "vendor_data": Rule("new-instance", "vendor data runs once per instance, as user data does"),
-    "vendor_data.bootcmd": Rule("next-boot", "bootcmd runs on every boot"),
     "files": Rule("new-instance", "config-drive files are written once per instance"),
     "availability_zone": Rule("never", "cloud-init only records it in its instance data"),
     "meta": Rule("never", "cloud-init only records it in its instance data"),
@@ -74,8 +72,9 @@ def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         if before == after:
             continue
         if name in ("user_data", "vendor_data") and isinstance(before, dict) and isinstance(after, dict):
-            changed += [f"{name}.{key}" for key in sorted(set(before) | set(after), key=str)
-                        if before.get(key) != after.get(key)]
+            # cloud-config keys one by one; scripts and other parts (OTHER_PARTS) as the payload
+            changed += [f"{name}.{key}" if key != OTHER_PARTS else name
+                        for key in sorted(set(before) | set(after), key=str) if before.get(key) != after.get(key)]
         else:
             changed.append(name)
     return changed

@@ -125,3 +125,7 @@ class VMSpec:
     vendor_data: str | Mapping[str, Any] | tuple[Part, ...] | None = None
     network: Network | None = None
     files: tuple[File, ...] = ()
+    #: cloud-init's ``updates.network.when`` events, carried as vendor data (empty: not set).
+    network_updates: tuple[str, ...] = ()
+    #: ``spec`` or ``content`` (the instance id is derived from the rendered seed, see ``seed``).
+    instance_id_from: str = "spec"

@@ -64,6 +64,8 @@ def build_seed(source: SpecSource, fmt: str = DEFAULT_FORMAT, origin: str | None
     """The seed of ``source`` in format ``fmt``; SpecError (FormatError) when it cannot be built."""
     form = get_format(fmt)
     spec = check_spec(source, (form.name,), origin)
+    if spec.instance_id_from == "content":
+        spec = with_content_instance_id(spec, form)
     tree = form.render(spec)
     return Seed(spec, form, tree, form.instance_id(spec), tree_digest(tree, form.label))
 
@@ -73,10 +75,27 @@ def build_iso(spec: SpecSource, fmt: str = DEFAULT_FORMAT) -> bytes:
     return build_seed(spec, fmt).image
 
 
+def with_content_instance_id(spec: VMSpec, form: Format) -> VMSpec:
+    """``spec`` with its instance id derived from the seed ``form`` renders for it: ``instance_id``
+    plus 12 hex digits of the rendered files' digest (config-2's ``uuid`` is derived from that id),
+    so any change to what the guest is given makes cloud-init see a new instance."""
+    import dataclasses
+    import uuid
+
+    from configdrive.spec import UUID_NAMESPACE
+
+    instance_id = f"{spec.instance_id}-{_tree_hash(form.render(spec), 'content')[:12]}"
+    return dataclasses.replace(spec, instance_id=instance_id, uuid=str(uuid.uuid5(UUID_NAMESPACE, instance_id)))
+
+
 def tree_digest(tree: FileTree, label: str) -> str:
     """A hex digest that changes exactly when the packed image would: label, date and every file."""
+    return _tree_hash(tree, f"{label}\0{build_epoch()}")
+
+
+def _tree_hash(tree: FileTree, header: str) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{label}\0{build_epoch()}\0{len(tree)}\0".encode())
+    digest.update(f"{header}\0{len(tree)}\0".encode())
     # Each distinct content is hashed once (a config drive repeats user_data in a dozen folders);
     # a repeat is recorded by the number of its first occurrence.
     first: dict[bytes, int] = {}

@@ -123,6 +123,24 @@ def semantic_problems(data: Mapping[str, Any]) -> list[Problem]:
     problems += _file_problems(data.get("files", []))
     if "network" in data:
         problems += _network_problems(data["network"])
+    problems += _policy_problems(data)
+    return problems
+
+
+def _policy_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """What the two change policies (``updates``, ``instance_id_from``) cannot be combined with."""
+    from configdrive.render.userdata import TEXT_PAYLOAD_TYPES
+
+    problems = []
+    if data.get("instance_id_from") == "content" and "uuid" in data:
+        problems.append(Problem("instance_id_from", "content: cannot derive the instance id from the content "
+                                "when uuid is given (config-2's instance id is uuid): drop uuid"))
+    vendor = data.get("vendor_data")
+    if "updates" in data and isinstance(vendor, Mapping) and "updates" in vendor:
+        problems.append(Problem("vendor_data.updates", "conflicts with the spec's updates: give it in one place"))
+    elif "updates" in data and isinstance(vendor, str) and not vendor.startswith(tuple(TEXT_PAYLOAD_TYPES)):
+        problems.append(Problem("vendor_data", "cannot be combined with updates: give vendor data as a mapping, "
+                                "as parts, or as cloud-config, script or boothook text"))
     return problems
 
 
@@ -385,6 +403,8 @@ def _build(data: Mapping[str, Any]) -> VMSpec:
         vendor_data=_payload(data.get("vendor_data")),
         network=_network(data["network"]) if "network" in data else None,
         files=tuple(File(f["path"], f["content"].encode()) for f in data.get("files", [])),
+        network_updates=tuple(dict.fromkeys(data["updates"]["network"]["when"])) if "updates" in data else (),
+        instance_id_from=data.get("instance_id_from", "spec"),
     )
 
 

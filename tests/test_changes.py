@@ -138,3 +138,24 @@ def test_cli_diff_refuses_bad_input(tmp_path: Path) -> None:
         assert run("build", example, "-o", str(isos[-1]), "-f", name).returncode == 0
     result = run("diff", *map(str, isos))
     assert result.returncode == 2 and "different" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", COMPARABLE)
+def test_multipart_user_data_is_compared_part_by_part(fmt: str) -> None:
+    def parts(label: str, script: str) -> list[dict[str, str]]:
+        return [{"content_type": "text/cloud-config",
+                 "content": f"#cloud-config\nbootcmd: [echo {label}]\nruncmd: [echo {label}]\n"},
+                {"content_type": "text/x-shellscript", "content": f"#!/bin/sh\necho {script}\n", "filename": "a.sh"}]
+
+    base = _changed(user_data=None, user_data_parts=parts("one", "one"))
+    form = FORMATS[fmt]
+    assert form.fields is not None
+    old = form.fields(build_seed(base, fmt).tree)
+
+    def got(new: dict[str, Any]) -> dict[str, str]:
+        assert form.fields is not None
+        return {v.field: v.applies for v in verdicts(form, old, form.fields(build_seed(new, fmt).tree))}
+
+    assert got(_changed(user_data=None, user_data_parts=parts("two", "one"))) == {
+        "user_data.bootcmd": "next-boot", "user_data.runcmd": "new-instance"}
+    assert got(_changed(user_data=None, user_data_parts=parts("one", "two"))) == {"user_data": "new-instance"}

@@ -5,7 +5,7 @@ Adding a format: a module beside these that defines ``FORMAT = Format(...)``, an
 
 from __future__ import annotations
 
-from configdrive.errors import FormatError, UnknownFormatError
+from configdrive.errors import FormatError, Problem, UnknownFormatError
 from configdrive.model import FileTree, VMSpec
 from configdrive.render import nocloud, opennebula, openstack
 from configdrive.render.format import Format
@@ -38,9 +38,18 @@ def format_of_label(label: str) -> Format | None:
 
 def check(spec: VMSpec, formats: tuple[str, ...] | list[str]) -> None:
     """Raise one FormatError listing what any of ``formats`` cannot express; None when all can."""
-    problems = [p for name in formats for p in get_format(name).problems(spec)]
+    problems = [p for name in formats for p in _policy_problems(spec, get_format(name))]
+    problems += [p for name in formats for p in get_format(name).problems(spec)]
     if problems:
         raise FormatError(problems)
+
+
+def _policy_problems(spec: VMSpec, fmt: Format) -> list[Problem]:
+    """What a format's reader makes of the spec's instance-id policy."""
+    if spec.instance_id_from == "content" and fmt.fixed_instance_id is not None:
+        return [Problem("instance_id_from", f"{fmt.name}: cloud-init gives every {fmt.name} guest the instance "
+                        f"id {fmt.fixed_instance_id!r}, so an id derived from the content would change nothing")]
+    return []
 
 
 def render(spec: VMSpec, fmt: str = DEFAULT_FORMAT) -> FileTree:

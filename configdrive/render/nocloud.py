@@ -8,7 +8,7 @@ from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
 from configdrive.render.format import Format
 from configdrive.render.network import field, render_netplan
-from configdrive.render.userdata import dump_yaml, payload_fields, render_payload
+from configdrive.render.userdata import dump_yaml, payload_fields, render_payload, vendor_payload
 
 
 def instance_id(spec: VMSpec) -> str:
@@ -46,7 +46,7 @@ def render(spec: VMSpec) -> FileTree:
         "meta-data": dump_yaml(meta),
         "user-data": render_payload(spec.user_data) or b"",
     }
-    vendor = render_payload(spec.vendor_data)
+    vendor = vendor_payload(spec)
     if vendor is not None:
         tree["vendor-data"] = vendor
     if spec.network:

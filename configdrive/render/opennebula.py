@@ -38,6 +38,8 @@ def problems(spec: VMSpec) -> list[Problem]:
 
     if spec.vendor_data is not None:
         refuse("vendor_data", "cloud-init's OpenNebula reader takes no vendor data")
+    if spec.network_updates:
+        refuse("updates", "is carried as vendor data, which cloud-init's OpenNebula reader does not take")
     if spec.files:
         refuse("files", "cloud-init's OpenNebula reader injects no files")
     if spec.meta:

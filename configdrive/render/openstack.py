@@ -14,7 +14,7 @@ from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
 from configdrive.render.format import Format
 from configdrive.render.network import field, render_network_data
-from configdrive.render.userdata import payload_fields, render_payload
+from configdrive.render.userdata import payload_fields, render_payload, vendor_payload
 
 OS_FOLSOM = "2012-08-10"
 OS_GRIZZLY = "2013-04-04"
@@ -142,7 +142,7 @@ def _key_names(spec: VMSpec) -> list[str]:
 def _vendor_data(spec: VMSpec) -> Any:
     """cloud-init takes vendor_data.json as a JSON string or an object with a "cloud-init" key;
     any other object is silently dropped."""
-    payload = render_payload(spec.vendor_data)
+    payload = vendor_payload(spec)
     return {} if payload is None else {"cloud-init": payload.decode("utf-8", "surrogateescape")}
 
 

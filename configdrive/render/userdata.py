@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from configdrive.model import Part
+from configdrive.model import Part, VMSpec
 
 #: The header that tells cloud-init a payload is cloud-config.
 CLOUD_CONFIG_HEADER = b"#cloud-config\n"
@@ -23,18 +23,68 @@ def render_payload(payload: str | Mapping[str, Any] | tuple[Part, ...] | None) -
     return render_cloud_config(payload)
 
 
+#: What a text payload starts with -> its MIME type, as cloud-init's handlers tell them apart; the
+#: kinds that can share a multipart message with the ``updates`` cloud-config part.
+TEXT_PAYLOAD_TYPES = {"#cloud-config\n": "text/cloud-config", "#!": "text/x-shellscript",
+                      "#cloud-boothook\n": "text/cloud-boothook"}
+
+
+def vendor_payload(spec: VMSpec) -> bytes | None:
+    """The vendor data cloud-init receives: the spec's, plus cloud-init's ``updates`` key when the
+    spec sets it (a mapping gains the key; text or parts become a multipart message with a
+    cloud-config part for it; spec checks refuse text of another kind)."""
+    if not spec.network_updates:
+        return render_payload(spec.vendor_data)
+    updates = {"updates": {"network": {"when": list(spec.network_updates)}}}
+    vendor = spec.vendor_data
+    if vendor is None:
+        return render_cloud_config(updates)
+    if isinstance(vendor, Mapping):
+        return render_cloud_config({**vendor, **updates})
+    if isinstance(vendor, str):
+        kind = next(t for start, t in TEXT_PAYLOAD_TYPES.items() if vendor.startswith(start))
+        vendor = (Part(kind, vendor),)
+    return render_multipart((*vendor, Part("text/cloud-config", render_cloud_config(updates).decode())))
+
+
+#: The key under which ``payload_fields`` keeps what is not cloud-config (scripts, other parts).
+OTHER_PARTS = ""
+
+
 def payload_fields(data: bytes | None) -> Any:
-    """A payload as seeds are compared (``configdrive.changes``): a cloud-config as its mapping,
-    anything else as its bytes."""
-    if data is None or not data.startswith(CLOUD_CONFIG_HEADER.rstrip()):
-        return data
+    """A payload as seeds are compared (``configdrive.changes``): the keys of its cloud-config
+    (a multipart message's cloud-config parts merged as cloud-init merges them, later keys
+    winning), with everything else under ``OTHER_PARTS``; a payload with no cloud-config as its bytes."""
+    if data is None:
+        return None
+    if data.startswith(b"Content-Type: multipart/"):
+        import email
+
+        config: dict[Any, Any] = {}
+        others = []
+        for part in email.message_from_bytes(data).walk():
+            if part.is_multipart():
+                continue
+            payload = part.get_payload(decode=True)
+            body = payload if isinstance(payload, bytes) else b""
+            parsed = _cloud_config(body) if part.get_content_type() == "text/cloud-config" else None
+            if parsed is None:
+                others.append((part.get_content_type(), part.get_filename(), body))
+            else:
+                config.update(parsed)
+        return {**config, OTHER_PARTS: tuple(others)} if config else data
+    parsed = _cloud_config(data) if data.startswith(CLOUD_CONFIG_HEADER.rstrip()) else None
+    return parsed if parsed is not None else data
+
+
+def _cloud_config(body: bytes) -> dict[Any, Any] | None:
     import yaml
 
     try:
-        parsed = yaml.safe_load(data)
+        parsed = yaml.safe_load(body)
     except yaml.YAMLError:
-        return data
-    return parsed if isinstance(parsed, dict) else data
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def render_cloud_config(config: Mapping[str, Any]) -> bytes:
