@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 
 from configdrive.serve.errors import ServeError
@@ -23,6 +24,14 @@ def parse_listen(value: str) -> tuple[str, int]:
         raise ServeError(f"--listen {value!r}: write an IPv6 address in brackets, [{host}]:{port}")
     if not host:
         raise ServeError(f"--listen {value!r}: name the address to listen on (0.0.0.0 or [::] for all)")
+    address, _, zone = host.partition("%")
+    try:
+        # Strictly: getaddrinfo would take "1.2.3" for 1.2.0.3, and IP_FREEBIND would bind it.
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise ServeError(f"--listen {value!r}: {address!r} is not an IP address") from None
+    if zone and not (ip.version == 6 and ip.is_link_local):
+        raise ServeError(f"--listen {value!r}: only a link-local address takes a zone (%{zone})")
     return host, int(port)
 
 

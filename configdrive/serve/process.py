@@ -102,12 +102,17 @@ async def _serve(args: argparse.Namespace, sockets: list[socket.socket], tokens:
     from configdrive.sinks.http import HttpSink
     from configdrive.stores import open_store
 
-    service = MetadataService(sockets, args.socket_dir, args.leases, access_log=args.access_log, tokens=tokens)
-    await service.start()
     loop = asyncio.get_running_loop()
+    service = MetadataService(sockets, args.socket_dir, args.leases, access_log=args.access_log, tokens=tokens)
     store = open_store(args.source)
-    sink = HttpSink(service.tables, loop.call_soon_threadsafe, service.full_set)
-    follower, hangup = _follower(args, store, sink)
+    try:
+        sink = HttpSink(service.tables, loop.call_soon_threadsafe, service.full_set)
+        follower, hangup = _follower(args, store, sink)
+        await service.start()
+    except BaseException:
+        await service.stop()
+        store.close()
+        raise
 
     stopped = asyncio.Event()
     outcome: list[BaseException | None] = []
@@ -131,7 +136,7 @@ async def _serve(args: argparse.Namespace, sockets: list[socket.socket], tokens:
     async def watch_workers() -> None:
         while workers:
             await asyncio.sleep(1)
-            for pid in workers:
+            for pid in list(workers):
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     workers.remove(pid)

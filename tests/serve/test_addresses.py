@@ -8,6 +8,7 @@ from configdrive.seed import check_spec
 from configdrive.serve.addresses import AddressIndex, Claims, address_claims, canonical, eui64, spec_claims
 from configdrive.serve.errors import ServeError
 from configdrive.serve.leases import parse_leases
+from configdrive.serve.listeners import parse_listen
 from tests.conftest import FIXTURES
 
 
@@ -82,3 +83,20 @@ def test_leases() -> None:
     with pytest.raises(ServeError) as err:
         parse_leases({"web1": "10.0.0.300", "../x": "10.0.0.1", "db1": [5]})
     assert "web1" in str(err.value) and "../x" in str(err.value) and "db1" in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "parsed"), [
+    ("169.254.169.254:80", ("169.254.169.254", 80)),
+    ("[fd00:ec2::254]:80", ("fd00:ec2::254", 80)),
+    ("[fe80::a9fe:a9fe%br0]:8080", ("fe80::a9fe:a9fe%br0", 8080)),
+    ("127.0.0.1:0", ("127.0.0.1", 0)),
+])
+def test_listen_values(value: str, parsed: tuple[str, int]) -> None:
+    assert parse_listen(value) == parsed
+
+
+@pytest.mark.parametrize("value", ["1.2.3:80", "localhost:80", "fd00::1:80", "[fd00::1]", ":80", "10.0.0.1:99999",
+                                   "10.0.0.1:http", "[10.0.0.1%eth0]:80", "[fd00::1%eth0]:80", "[::1]:-1"])
+def test_bad_listen_values(value: str) -> None:
+    with pytest.raises(ServeError):
+        parse_listen(value)
