@@ -103,7 +103,8 @@ async def _serve(args: argparse.Namespace, sockets: list[socket.socket], tokens:
     from configdrive.stores import open_store
 
     loop = asyncio.get_running_loop()
-    service = MetadataService(sockets, args.socket_dir, args.leases, access_log=args.access_log, tokens=tokens)
+    service = MetadataService(sockets, args.socket_dir, args.leases, access_log=args.access_log, tokens=tokens,
+                              accept_after_sync=True)
     store = open_store(args.source)
     try:
         sink = HttpSink(service.tables, loop.call_soon_threadsafe, service.full_set)

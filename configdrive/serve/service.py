@@ -27,9 +27,14 @@ class MetadataService:
 
     def __init__(self, listen: Sequence[str | socket.socket] = (), socket_dir: str | os.PathLike[str] | None = None,
                  leases: str | os.PathLike[str] | None = None, limits: Limits = DEFAULT_LIMITS,
-                 access_log: bool = True, tokens: TokenIssuer | None = None) -> None:
+                 access_log: bool = True, tokens: TokenIssuer | None = None, accept_after_sync: bool = False) -> None:
         self.listen = tuple(listen)  # ``--listen`` values, or sockets already bound (shared by workers)
         self.tokens = tokens
+        # TCP connections wait in the kernel's queue until the first full sync: a VM booting
+        # while the service restarts must not read "404, no such file" (fatal to cloud-init's
+        # OpenStack reader) for data the service has simply not loaded yet.
+        self.accept_after_sync = accept_after_sync
+        self._bound: list[socket.socket] = []
         self.socket_dir_path = socket_dir
         self.leases_path = leases
         self.limits = limits
@@ -39,6 +44,7 @@ class MetadataService:
         self.addresses: list[tuple[str, int]] = []  # what each --listen value is bound to
         self._server: MetadataServer | None = None
         self._listeners: list[asyncio.AbstractServer] = []
+        self._accepting: asyncio.Task[None] | None = None
 
     @property
     def server(self) -> MetadataServer:
@@ -46,20 +52,27 @@ class MetadataService:
         return self._server
 
     async def start(self) -> None:
-        """Bind every listener (ServeError names the one that failed) and read the leases."""
-        loop = asyncio.get_running_loop()
+        """Read the leases, bind every listener (ServeError names the one that failed) and accept
+        on them now or, with ``accept_after_sync``, once the first full sync has ended."""
         if self.leases_path is not None:
             self._read_leases(initial=True)
         self._server = MetadataServer(self.tables, self.limits, self.tokens, access_log_enabled=self.access_log)
-        sockets = [bind_tcp(value) if isinstance(value, str) else value for value in self.listen]
-        for sock in sockets:
-            self._listeners.append(await loop.create_server(self._server, sock=sock))
-            self.addresses.append(sock.getsockname()[:2])
+        self._bound = [bind_tcp(value) if isinstance(value, str) else value for value in self.listen]
+        self.addresses = [sock.getsockname()[:2] for sock in self._bound]
         if self.socket_dir_path is not None:
             self.sockets = SocketDir(self.socket_dir_path, self._server.connection)
             self.tables.listen(self.sockets.changed)
-        where = [_where(a) for a in self.addresses] + ([f"{self.socket_dir_path}/<vm-id>.sock"] if self.sockets else [])
-        log.info("serving metadata on %s", ", ".join(where) or "nothing")
+            log.info("serving metadata on %s/<vm-id>.sock", self.socket_dir_path)
+        if not self.accept_after_sync:
+            await self._accept()
+
+    async def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self._bound:
+            self._listeners.append(await loop.create_server(self.server, sock=sock))
+        if self._bound:
+            log.info("serving metadata on %s", ", ".join(map(_where, self.addresses)))
+        self._bound = []
 
     def full_set(self, present: Iterable[str]) -> None:
         """A full sync ended: stop serving VMs not in ``present`` and remove sockets left by
@@ -69,6 +82,8 @@ class MetadataService:
             self.tables.remove(vm_id)
         if self.sockets is not None:
             self.sockets.remove_orphans(keep)
+        if self._bound:
+            self._accepting = asyncio.get_running_loop().create_task(self._accept())
 
     def reload(self) -> None:
         """SIGHUP: read the leases file again (the caller re-lists the store)."""
@@ -92,6 +107,8 @@ class MetadataService:
         """Stop listening, remove the sockets, and close connections (after ``grace`` seconds)."""
         for listener in self._listeners:
             listener.close()
+        for sock in self._bound:  # never accepted on: the first sync did not end
+            sock.close()
         if self.sockets is not None:
             await self.sockets.close()
         if self._server is not None:
