@@ -1,21 +1,18 @@
 """The live metadata tables: every VM's answers and claims, and the source-address index.
 
 Owned by the server's event loop thread: the sink builds a VM's ``VMData`` wherever it runs
-and hands it over (``put``, ``remove``, ``replace_all``); a request reads one dict entry.
+and hands it over (``put``, ``remove``); a request reads one dict entry.
 Listeners learn when a VM appears or goes (the per-VM socket folder follows them).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from configdrive.seed import Seed
 from configdrive.serve.addresses import AddressIndex, Claims, address_claims, spec_claims
 from configdrive.serve.tables import Table, build_table
-
-log = logging.getLogger(__name__)
 
 NOCLOUD, CONFIGDRIVE = "nocloud", "configdrive"
 
@@ -72,13 +69,6 @@ class MetadataTables:
             return
         self.index.discard(vm_id)
         self._notify(vm_id, False)
-
-    def replace_all(self, vms: Mapping[str, VMData]) -> None:
-        """Serve exactly ``vms``: the ones missing from it are removed."""
-        for vm_id in [v for v in self.vms if v not in vms]:
-            self.remove(vm_id)
-        for vm_id, data in vms.items():
-            self.put(vm_id, data)
 
     def set_leases(self, leases: Mapping[str, list[str]]) -> None:
         """Further addresses per VM (the leases file); replaces the previous set."""
