@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")"
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 $SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends genisoimage xorriso cloud-image-utils hyperfine python3-venv
+$SUDO apt-get install -y --no-install-recommends genisoimage xorriso cloud-image-utils hyperfine python3-venv wrk nginx-light
 python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet openstacksdk

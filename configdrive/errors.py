@@ -10,7 +10,9 @@
      +-- StoreError                  a spec store failed; .revision is the last revision seen
      |    +-- RevisionConflict       a compare-and-swap write lost to a concurrent writer
      +-- QemuError                   qemu could not be probed or driven
-          +-- QmpError               qemu refused or failed a QMP command; .sent / .received
+     |    +-- QmpError               qemu refused or failed a QMP command; .sent / .received
+     +-- ServeError                  the metadata service cannot start or reload (a --listen value,
+                                     the socket folder, the leases file)
 """
 
 from __future__ import annotations
@@ -106,3 +108,7 @@ class QmpError(QemuError):
         self.sent = sent
         self.received = received
         super().__init__(message)
+
+
+class ServeError(ConfigDriveError):
+    """The metadata service cannot start or reload: a ``--listen`` value, the socket folder, the leases file."""

@@ -5,7 +5,7 @@
 #   bash tests/setup-host.sh build   python3-venv, then configdrive in .venv: enough for `configdrive build`
 #   bash tests/setup-host.sh         everything the whole test suite needs: the Debian packages in
 #                                    tests/APT_PACKAGES and tests/**/APT_PACKAGES*, then configdrive
-#                                    (editable) with its test, etcd and qmp extras in .venv
+#                                    (editable) with its test, etcd, qmp and serve extras in .venv
 # Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,6 @@ if [ "$mode" = build ]; then
     echo "setup-host: .venv: pip install ."
     .venv/bin/python -m pip install -q --disable-pip-version-check .
 else
-    echo "setup-host: .venv: pip install -e .[test,etcd,qmp]"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,etcd,qmp]'
+    echo "setup-host: .venv: pip install -e .[test,etcd,qmp,serve]"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,etcd,qmp,serve]'
 fi

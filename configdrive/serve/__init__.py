@@ -10,7 +10,6 @@
     leases.py     ``--leases FILE``;  service.py  all of it on one event loop
     guestfwd.py   the helper qemu's ``guestfwd=...-cmd:`` runs;  qemu_args.py  qemu's arguments
     command.py    the ``serve`` options;  process.py  workers, the follower's thread, signals
-    errors.py     ServeError
 
 The follower feeds the tables through ``configdrive.sinks.http.HttpSink``.
 """

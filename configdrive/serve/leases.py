@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from configdrive.errors import InputError, SpecError
+from configdrive.errors import InputError, ServeError, SpecError
 from configdrive.serve.addresses import canonical
-from configdrive.serve.errors import ServeError
 from configdrive.stores import VM_ID
 
 #: A leases file is small; 16 MiB holds a million entries.

@@ -6,7 +6,7 @@ import contextlib
 import ipaddress
 import socket
 
-from configdrive.serve.errors import ServeError
+from configdrive.errors import ServeError
 
 #: Linux's IP_FREEBIND (Python names it only from 3.12 on); IPv6 sockets honour it too.
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from configdrive.errors import ServeError
 from configdrive.seed import check_spec
 from configdrive.serve.addresses import AddressIndex, Claims, address_claims, canonical, eui64, spec_claims
-from configdrive.serve.errors import ServeError
 from configdrive.serve.leases import parse_leases
 from configdrive.serve.listeners import parse_listen
 from tests.conftest import FIXTURES
