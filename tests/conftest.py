@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from configdrive.render import FORMATS as REGISTRY
 
@@ -27,3 +29,14 @@ def valid_spec_path(request: pytest.FixtureRequest) -> Path:
 @pytest.fixture(params=FORMATS)
 def fmt(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
+
+
+def example_with(**changes: Any) -> dict[str, Any]:
+    """The example spec as data, with top-level fields replaced (``None`` removes one)."""
+    spec = yaml.safe_load((FIXTURES / "specs/valid/example.yaml").read_text())
+    for key, value in changes.items():
+        if value is None:
+            spec.pop(key, None)
+        else:
+            spec[key] = value
+    return spec  # type: ignore[no-any-return]

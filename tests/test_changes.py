@@ -18,9 +18,11 @@ import yaml
 
 from configdrive import FORMATS, build_seed
 from configdrive.changes import RULES, changed_fields, verdicts
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES, ROOT, example_with
 
-EXAMPLE = yaml.safe_load((FIXTURES / "specs/valid/example.yaml").read_text())
+_changed = example_with
+
+EXAMPLE = example_with()
 COMPARABLE = [name for name, fmt in FORMATS.items() if fmt.fields is not None]
 
 
@@ -28,16 +30,6 @@ def _fields(spec: dict[str, Any], fmt: str) -> dict[str, Any]:
     form = FORMATS[fmt]
     assert form.fields is not None
     return form.fields(build_seed(spec, fmt).tree)
-
-
-def _changed(**changes: Any) -> dict[str, Any]:
-    spec = copy.deepcopy(EXAMPLE)
-    for key, value in changes.items():
-        if value is None:
-            spec.pop(key, None)
-        else:
-            spec[key] = value
-    return spec
 
 
 def _verdicts(fmt: str, new: dict[str, Any]) -> dict[str, str]:

@@ -4,7 +4,6 @@ Booted guests prove what cloud-init does with them (tests/vm: the lifecycle's la
 
 from __future__ import annotations
 
-import copy
 import email
 import json
 from typing import Any
@@ -14,20 +13,12 @@ import yaml
 
 from configdrive import FORMATS, FormatError, SpecError, build_seed
 from configdrive.render import CHECKED_BY_DEFAULT
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, example_with
 
-EXAMPLE = yaml.safe_load((FIXTURES / "specs/valid/example.yaml").read_text())
+_spec = example_with
+
+EXAMPLE = example_with()
 UPDATES = {"network": {"when": ["boot"]}}
-
-
-def _spec(**changes: Any) -> dict[str, Any]:
-    spec = copy.deepcopy(EXAMPLE)
-    for key, value in changes.items():
-        if value is None:
-            spec.pop(key, None)
-        else:
-            spec[key] = value
-    return spec
 
 
 def vendor_config(spec: dict[str, Any], fmt: str) -> dict[str, Any]:
