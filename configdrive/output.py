@@ -101,7 +101,7 @@ def _write_at(dir_fd: int, name: str, data: bytes, mode: int, shown: str) -> Non
     """The atomic write itself, with the folder open as ``dir_fd``; ``shown`` names the target in errors."""
     _check_name(name, shown)
     _refuse_unless_regular(name, dir_fd, shown)
-    temp, fd = _create_temp(dir_fd, name, shown)
+    temp, fd = create_temp(dir_fd, name, shown)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -122,7 +122,7 @@ def _write_at(dir_fd: int, name: str, data: bytes, mode: int, shown: str) -> Non
         raise OutputError(f"written, but syncing its folder failed: {err.strerror}", shown) from err
 
 
-def _create_temp(dir_fd: int, name: str, shown: str) -> tuple[str, int]:
+def create_temp(dir_fd: int, name: str, shown: str) -> tuple[str, int]:
     """What ``tempfile.mkstemp`` does (O_CREAT|O_EXCL|O_NOFOLLOW, 0600, a random name, so
     concurrent writers never collide), relative to ``dir_fd``."""
     for _ in range(100):

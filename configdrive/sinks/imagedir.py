@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from configdrive.errors import ConfigDriveError, InputError, OutputError
 from configdrive.inputs import read_regular_file
-from configdrive.output import FILE_MODE, _create_temp, check_target, remove_file, remove_stale_temps, write_file
+from configdrive.output import FILE_MODE, create_temp, check_target, remove_file, remove_stale_temps, write_file
 from configdrive.seed import Seed
 from configdrive.sinks import Sink
 from configdrive.stores import VM_ID
@@ -242,7 +242,7 @@ class ImageDirSink(Sink):
             data = seed.image
             dir_fd = os.open(self.out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                temp, fd = _create_temp(dir_fd, path.name, str(path))
+                temp, fd = create_temp(dir_fd, path.name, str(path))
                 try:
                     with os.fdopen(fd, "wb") as handle:
                         handle.write(data)

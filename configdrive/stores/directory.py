@@ -72,6 +72,7 @@ class DirectoryStore:
         self.use_inotify = use_inotify
         self._seen: dict[str, Signature] = {}
         self._skipped: dict[str, str] = {}  # vm_id -> why its file was skipped (logged once)
+        self._linked: set[str] = set()  # VMs whose spec file is a symlink (its target is checked each tick)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -93,8 +94,9 @@ class DirectoryStore:
         inotify = None
         if self.use_inotify:
             try:
+                # CREATE: ln and ln -s; ATTRIB: touch, chmod, a hard link's count
                 inotify = open_inotify(self.root, "CLOSE_WRITE", "MOVED_TO", "MOVED_FROM", "DELETE",
-                                       "DELETE_SELF", "MOVE_SELF")
+                                       "CREATE", "ATTRIB", "DELETE_SELF", "MOVE_SELF")
             except OSError as err:
                 raise StoreError(f"cannot watch {self.root}: {err.strerror}", revision) from err
         if inotify is None:
@@ -109,8 +111,9 @@ class DirectoryStore:
                     time.sleep(min(idle, self.poll_interval))
                     yield self._diff(self._scan_ids() | set(self._seen), revision)
                     continue
+                # A symlink's target can change where no watch sees it: those are checked every tick.
+                ids = set(self._linked)
                 masks = 0
-                ids: set[str] = set()
                 for event in inotify.read(timeout=int(idle * 1000)):
                     masks |= event.mask
                     vm_id = _vm_id_of(event.name)
@@ -160,8 +163,11 @@ class DirectoryStore:
         """The spec and the signature of its file; None when there is none, or none that is a
         readable regular file (logged once)."""
         path = self._path(vm_id)
+        self._linked.discard(vm_id)
         if path is None:
             return None
+        if path.is_symlink():
+            self._linked.add(vm_id)
         for _ in range(3):
             try:
                 before = os.stat(path)

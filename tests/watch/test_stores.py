@@ -176,3 +176,47 @@ def test_special_files_in_a_folder_store_are_skipped_without_blocking(tmp_path: 
     skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert sorted(m.split(":")[0] for m in skipped) == ["device", "fifo", "folder"], skipped
     assert "fifo: fifo.yaml is a readable spec again" in caplog.text
+
+
+def test_a_folder_store_sees_every_way_a_file_appears_or_changes(tmp_path: Path) -> None:
+    """ln, ln -s, touch, cp, mv, and a symlink whose target changes: each reaches the watch."""
+    import os
+    import shutil
+
+    from configdrive.stores.directory import DirectoryStore
+
+    store, elsewhere = tmp_path / "specs", tmp_path / "elsewhere"
+    store.mkdir()
+    elsewhere.mkdir()
+    folder = DirectoryStore(store)
+    batches = folder.watch(folder.list().revision, idle=0.1)
+    seen: list[tuple[str, bytes | None]] = []
+
+    def expect(vm_id: str, raw: bytes | None) -> None:
+        deadline = time.monotonic() + 15
+        while (vm_id, raw) not in seen:
+            assert time.monotonic() < deadline, f"{vm_id} -> {raw!r} never arrived; saw {seen}"
+            seen.extend((c.vm_id, c.raw) for c in next(batches).changes)
+
+    try:
+        next(batches)
+        (elsewhere / "a.yaml").write_bytes(spec("a", 1))
+        os.symlink(elsewhere / "a.yaml", store / "a.yaml")  # ln -s
+        expect("a", spec("a", 1))
+        (elsewhere / "a.yaml").write_bytes(spec("a", 2))  # the target changes, the link does not
+        expect("a", spec("a", 2))
+        (elsewhere / "b.yaml").write_bytes(spec("b", 1))
+        os.link(elsewhere / "b.yaml", store / "b.yaml")  # ln
+        expect("b", spec("b", 1))
+        shutil.copy(elsewhere / "a.yaml", store / "c.yaml")  # cp
+        expect("c", spec("a", 2))
+        (elsewhere / "d.yaml").write_bytes(spec("d", 1))
+        os.rename(elsewhere / "d.yaml", store / "d.yaml")  # mv
+        expect("d", spec("d", 1))
+        with open(elsewhere / "b.yaml", "r+b") as handle:  # written through the other hard link,
+            handle.write(spec("b", 2))  # then touched: only ATTRIB reaches the folder's watch
+        os.utime(store / "b.yaml", ns=(time.time_ns(), time.time_ns() + 10**9))
+        expect("b", spec("b", 2))
+    finally:
+        batches.close()
+        folder.close()
