@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from configdrive.errors import ConfigDriveError, InputError, OutputError
 from configdrive.inputs import read_regular_file
-from configdrive.output import FILE_MODE, create_temp, check_target, remove_file, remove_stale_temps, write_file
+from configdrive.output import FILE_MODE, check_target, create_temp, remove_file, remove_stale_temps, write_file
 from configdrive.seed import Seed
 from configdrive.sinks import Sink
 from configdrive.stores import VM_ID
