@@ -22,11 +22,14 @@ import base64
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import configdrive
 from configdrive import FORMATS as REGISTRY
@@ -55,6 +58,7 @@ REPORT_PATHS = (
     "/etc/configdrive-test/motd.txt",
     "/etc/configdrive-test/nested/dir/data.json",
 )
+NETWORK_EVERY_BOOT = {"network": {"when": ["boot"]}}
 FILES = [
     {"path": "/etc/configdrive-test/motd.txt", "content": "hello from config-2 files\n"},
     {"path": "/etc/configdrive-test/nested/dir/data.json", "content": '{"answer": 42}\n'},
@@ -66,6 +70,7 @@ class Keys:
     ed25519: str
     rsa: str
     later: str  # the key the metadata change adds
+    fourth: str  # the key the network-policy reboot adds (and cloud-init must not install)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +87,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
         return path.with_suffix(".pub").read_text().strip()
 
     return Keys(make("ed", "-t", "ed25519"), make("rsa", "-t", "rsa", "-b", "2048"),
-                make("later", "-t", "ed25519"))  # fmt: skip
+                make("later", "-t", "ed25519"), make("fourth", "-t", "ed25519"))  # fmt: skip
 
 
 def user_data_parts(label: str) -> list[dict[str, str]]:
@@ -174,22 +179,45 @@ IPV6_ONLY_FORMATS = formats_for(lambda fmt: ipv6_only_spec(fmt, PROBE_KEY))
 
 def expected_instance_id(spec: dict[str, Any], fmt: str) -> str:
     """What cloud-init will call the instance: meta-data instance-id, or config-2's uuid."""
-    if fmt == "nocloud":
-        return str(spec["instance_id"])
-    tree = configdrive.render(configdrive.load_spec(spec), "configdrive")
-    return str(json.loads(tree["openstack/latest/meta_data.json"])["uuid"])
+    return configdrive.build_seed(spec, fmt).instance_id
+
+
+def seed_through_the_watcher(workdir: Path, name: str, spec: dict[str, Any], fmt: str) -> Path:
+    """The seed `configdrive watch --once` builds for ``spec`` put in a folder store."""
+    store, out = workdir / f"{name}-store", workdir / f"{name}-seeds"
+    store.mkdir()
+    (store / "vm.yaml").write_text(yaml.safe_dump(spec))
+    subprocess.run([sys.executable, "-m", "configdrive", "watch", "--once", "--source", f"dir:{store}",
+                    "--out-dir", str(out), "--format", fmt], check=True, capture_output=True, timeout=300)
+    return out / "vm.iso"
+
+
+def predicted(old_seed: Path, new_seed: Path) -> dict[str, str]:
+    """What `configdrive diff` says cloud-init will do with the change from one seed to the next."""
+    result = subprocess.run([sys.executable, "-m", "configdrive", "diff", str(old_seed), str(new_seed), "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    return {v["field"]: v["applies"] for v in json.loads(result.stdout)}
 
 
 @dataclass
 class Lifecycle:
+    """One disk through four boots: a first boot; the same instance id with everything changed;
+    a new instance id, derived from the content (``instance_id_from: content``), whose seed
+    also asks for network config on every boot (``updates``); then that instance id again with
+    everything changed, the seed built by `configdrive watch` and the change predicted by
+    `configdrive diff` (``predicted``)."""
+
     fmt: str
     first: Boot
     same_iid: Boot
     new_iid: Boot
+    net_policy: Boot
     specs: dict[str, dict[str, Any]]
+    predicted: dict[str, str]
 
     def boots(self) -> list[Boot]:
-        return [self.first, self.same_iid, self.new_iid]
+        return [self.first, self.same_iid, self.new_iid, self.net_policy]
 
 
 @pytest.fixture(scope="module", params=LIFECYCLE_FORMATS)
@@ -208,19 +236,29 @@ def lifecycle(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Itera
             fmt, instance_id=f"iid-{fmt}-1", hostname="bravo",
             key_list=[keys.ed25519, keys.later], v6_address="2001:db8:1::20", label="same_iid",
         ),
-        "new_iid": lifecycle_spec(
+        # a content-derived instance id (new, since the content changed), and network on every boot
+        "new_iid": {**lifecycle_spec(
             fmt, instance_id=f"iid-{fmt}-2", hostname="charlie",
             key_list=[keys.ed25519, keys.later], v6_address="2001:db8:1::20", label="new_iid",
-        ),
+        ), "instance_id_from": "content", "updates": NETWORK_EVERY_BOOT},
     }  # fmt: skip
+    # the instance id the guest now has, kept; hostname, key, address and user-data all changed
+    derived = expected_instance_id(specs["new_iid"], fmt)
+    specs["net_policy"] = {**lifecycle_spec(
+        fmt, instance_id=derived if fmt == "nocloud" else f"iid-{fmt}-3", hostname="delta",
+        key_list=[keys.ed25519, keys.later, keys.fourth], v6_address="2001:db8:1::30", label="net_policy",
+    ), "updates": NETWORK_EVERY_BOOT, **({} if fmt == "nocloud" else {"uuid": derived})}  # fmt: skip
+    seeds = {step: vm.seed(f"lifecycle-{fmt}-{step}", spec, fmt)
+             for step, spec in specs.items() if step != "net_policy"}
+    seeds["net_policy"] = seed_through_the_watcher(vm.workdir, f"lifecycle-{fmt}-net_policy", specs["net_policy"], fmt)
+    change = predicted(seeds["new_iid"], seeds["net_policy"])
     boots = {}
-    for step, spec in specs.items():
-        seed = vm.seed(f"lifecycle-{fmt}-{step}", spec, fmt)
+    for step, seed in seeds.items():
         boots[step] = vm.boot(
             f"lifecycle-{fmt}-{step}", disk, seed, nics, bus=bus,
             report_paths=REPORT_PATHS,
         )  # fmt: skip
-    yield Lifecycle(fmt, boots["first"], boots["same_iid"], boots["new_iid"], specs)
+    yield Lifecycle(fmt, boots["first"], boots["same_iid"], boots["new_iid"], boots["net_policy"], specs, change)
 
 
 @pytest.fixture(scope="module", params=IPV6_ONLY_FORMATS)
@@ -408,6 +446,32 @@ def test_reboot_new_instance_id(lifecycle: Lifecycle, keys: Keys) -> None:
     assert "2001:db8:1::20" in addresses(new, "eth1", "inet6")
     assert "2001:db8:1::10" not in addresses(new, "eth1", "inet6")
     assert addresses(new, "eth0", "inet") == ["10.0.2.15"]
+
+
+def test_reboot_with_the_network_policy_applies_what_diff_predicted(lifecycle: Lifecycle, keys: Keys) -> None:
+    """Same instance id, everything changed, network config asked for on every boot: the guest
+    does exactly what `configdrive diff` said, field by field."""
+    before, after = lifecycle.new_iid.report, lifecycle.net_policy.report
+    assert lifecycle.predicted == {
+        "hostname": "next-boot",
+        "network": "next-boot",
+        "ssh_authorized_keys": "new-instance",
+        "user_data": "new-instance",  # the shell-script part
+        "user_data.bootcmd": "next-boot",
+        "user_data.runcmd": "new-instance",
+        "vendor_data.write_files": "new-instance",
+    }
+    assert after["instance_id"] == before["instance_id"] and after["host_keys"] == before["host_keys"]
+    # next-boot: hostname, network, bootcmd
+    assert after["hostname"] == "delta" and after["fqdn"] == "delta.example.test"
+    assert "2001:db8:1::30" in addresses(after, "eth1", "inet6")
+    assert "2001:db8:1::20" not in addresses(after, "eth1", "inet6")
+    assert [line.split()[1] for line in lines(after, "/var/tmp/cd/bootcmd.log")][-1] == "net_policy"
+    # new-instance: keys, runcmd, the script part, vendor write_files stay as they were
+    assert keys.fourth not in (after["authorized_keys"]["debian"] or "")
+    assert lines(after, "/var/tmp/cd/runcmd.log") == lines(before, "/var/tmp/cd/runcmd.log")
+    assert lines(after, "/var/tmp/cd/script-part.log") == lines(before, "/var/tmp/cd/script-part.log")
+    assert lines(after, "/var/tmp/cd/vendor.txt") == ["vendor new_iid"]
 
 
 def test_lifecycle_cloud_init_clean(lifecycle: Lifecycle) -> None:
