@@ -11,10 +11,14 @@ so a spec, a store entry and an ISO read back compare alike. No value appears in
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from configdrive.errors import FormatError, Problem
+from configdrive.model import FileTree
 from configdrive.render import Format
 from configdrive.render.userdata import OTHER_PARTS
 
@@ -64,26 +68,41 @@ class Verdict:
         return {"field": self.field, "applies": self.applies, "why": self.why}
 
 
-def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """The fields whose values differ; a cloud-config payload is compared key by key."""
-    changed = []
-    for name in sorted(set(old) | set(new)):
-        before, after = old.get(name), new.get(name)
-        if before == after:
-            continue
-        if name in ("user_data", "vendor_data") and isinstance(before, dict) and isinstance(after, dict):
-            # cloud-config keys one by one; scripts and other parts (OTHER_PARTS) as the payload
-            changed += [f"{name}.{key}" if key != OTHER_PARTS else name
-                        for key in sorted(set(before) | set(after), key=str) if before.get(key) != after.get(key)]
-        else:
-            changed.append(name)
-    return changed
+def summary(fields: Mapping[str, Any]) -> dict[str, str]:
+    """A seed's ``fields`` view as compared: each field, a cloud-config payload key by key (its
+    scripts and other parts under the payload's own name), -> a short digest of its value.
+    Small enough for the watcher to keep per VM, and free of values."""
+    flat: dict[str, str] = {}
+    for name, value in fields.items():
+        if name in ("user_data", "vendor_data") and isinstance(value, dict):
+            for key, part in value.items():
+                flat[name if key == OTHER_PARTS else f"{name}.{key}"] = _digest(part)
+        elif value is not None:
+            flat[name] = _digest(value)
+    return flat
 
 
-def verdicts(fmt: Format, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Verdict]:
-    """What cloud-init will do at the next boot with each field that differs from ``old`` to ``new``
-    (both ``fmt.fields`` views of a seed)."""
-    changed = changed_fields(old, new)
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=repr)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def changed_fields(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The fields whose digests differ between two summaries."""
+    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+
+
+def compare(fmt: Format, old_tree: FileTree, new_tree: FileTree) -> list[Verdict]:
+    """The verdicts for the change from one of ``fmt``'s trees to another."""
+    if fmt.fields is None:
+        raise FormatError([Problem("", f"{fmt.name}: its seeds cannot be compared")])
+    return verdicts(fmt, summary(fmt.fields(old_tree)), fmt.fields(new_tree))
+
+
+def verdicts(fmt: Format, old: Mapping[str, str], new: Mapping[str, Any]) -> list[Verdict]:
+    """What cloud-init will do at the next boot with each field that differs: ``old`` is the
+    ``summary`` of the seed it had, ``new`` the ``fmt.fields`` view of the seed it gets."""
+    changed = changed_fields(old, summary(new))
     new_id = "instance_id" in changed and fmt.fixed_instance_id is None
     network_every_boot = "boot" in _network_update_events(new.get("vendor_data")) | _network_update_events(
         new.get("user_data"))

@@ -199,7 +199,7 @@ def _parsed_metadata(files: dict[str, bytes], names: Sequence[str]) -> dict[str,
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from configdrive.changes import verdicts
+    from configdrive.changes import compare
     from configdrive.iso import looks_like_iso, read_iso
     from configdrive.render import format_of_label, get_format
     from configdrive.seed import build_seed
@@ -223,8 +223,7 @@ def _diff(args: argparse.Namespace) -> int:
             return build_seed(_stored_spec(args.store, side), fmt.name, f"{args.store} {side}").tree
         return build_seed(_read_spec(side), fmt.name, _origin(side)).tree
 
-    fields = fmt.fields
-    found = verdicts(fmt, fields(tree(args.old)), fields(tree(args.new)))
+    found = compare(fmt, tree(args.old), tree(args.new))
     if args.json:
         print(json.dumps([v.as_dict() for v in found], indent=2))
     else:

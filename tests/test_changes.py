@@ -15,15 +15,19 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from configdrive import FORMATS, build_seed
-from configdrive.changes import RULES, changed_fields, verdicts
+from configdrive.changes import RULES, changed_fields, summary, verdicts
+from configdrive.render import CHECKED_BY_DEFAULT
 from tests.conftest import FIXTURES, ROOT, example_with
 
 _changed = example_with
 
 EXAMPLE = example_with()
-COMPARABLE = [name for name, fmt in FORMATS.items() if fmt.fields is not None]
+COMPARABLE = [name for name in CHECKED_BY_DEFAULT if FORMATS[name].fields is not None]
+STATIC = yaml.safe_load((FIXTURES / "specs/valid/static.yaml").read_text())
 
 
 def _fields(spec: dict[str, Any], fmt: str) -> dict[str, Any]:
@@ -33,7 +37,7 @@ def _fields(spec: dict[str, Any], fmt: str) -> dict[str, Any]:
 
 
 def _verdicts(fmt: str, new: dict[str, Any]) -> dict[str, str]:
-    return {v.field: v.applies for v in verdicts(FORMATS[fmt], _fields(EXAMPLE, fmt), _fields(new, fmt))}
+    return {v.field: v.applies for v in verdicts(FORMATS[fmt], summary(_fields(EXAMPLE, fmt)), _fields(new, fmt))}
 
 
 @pytest.mark.parametrize("fmt", COMPARABLE)
@@ -80,15 +84,16 @@ def test_a_fixed_instance_id_never_reruns_per_instance_config() -> None:
         pytest.skip("no registered format fixes the instance id")
     old = {"instance_id": "a", "ssh_authorized_keys": ["k1"], "hostname": "h"}
     new = {"instance_id": "b", "ssh_authorized_keys": ["k2"], "hostname": "g"}
-    got = {v.field: v.applies for v in verdicts(fixed, old, new)}
+    got = {v.field: v.applies for v in verdicts(fixed, summary(old), new)}
     assert got == {"instance_id": "never", "ssh_authorized_keys": "never", "hostname": "next-boot"}
 
 
 def test_every_changed_field_has_a_rule() -> None:
     fields = {f for fmt in COMPARABLE for f in _fields(EXAMPLE, fmt)}
     assert fields <= set(RULES)
-    assert changed_fields({"user_data": {"a": 1, "b": 2}}, {"user_data": {"a": 1, "b": 3, "c": 4}}) == [
-        "user_data.b", "user_data.c"]
+    old, new = summary({"user_data": {"a": 1, "b": 2}}), summary({"user_data": {"a": 1, "b": 3, "c": 4}})
+    assert changed_fields(old, new) == ["user_data.b", "user_data.c"]
+    assert all(len(digest) == 24 for digest in old.values())  # digests, not values
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -142,7 +147,7 @@ def test_multipart_user_data_is_compared_part_by_part(fmt: str) -> None:
     base = _changed(user_data=None, user_data_parts=parts("one", "one"))
     form = FORMATS[fmt]
     assert form.fields is not None
-    old = form.fields(build_seed(base, fmt).tree)
+    old = summary(form.fields(build_seed(base, fmt).tree))
 
     def got(new: dict[str, Any]) -> dict[str, str]:
         assert form.fields is not None
@@ -151,3 +156,22 @@ def test_multipart_user_data_is_compared_part_by_part(fmt: str) -> None:
     assert got(_changed(user_data=None, user_data_parts=parts("two", "one"))) == {
         "user_data.bootcmd": "next-boot", "user_data.runcmd": "new-instance"}
     assert got(_changed(user_data=None, user_data_parts=parts("one", "two"))) == {"user_data": "new-instance"}
+
+
+@pytest.mark.parametrize("fmt", [name for name, f in FORMATS.items() if f.fixed_instance_id and f.fields])
+def test_a_fixed_instance_id_format_from_real_seeds(fmt: str) -> None:
+    form = FORMATS[fmt]
+    assert form.fields is not None
+    old = summary(form.fields(build_seed(STATIC, fmt).tree))
+    new = dict(STATIC, instance_id="iid-other", hostname="db2", fqdn="db2.example.org",
+               ssh_authorized_keys=[*STATIC["ssh_authorized_keys"], EXAMPLE["ssh_authorized_keys"][1]])
+    got = {v.field: v.applies for v in verdicts(form, old, form.fields(build_seed(new, fmt).tree))}
+    assert got == {"hostname": "next-boot", "ssh_authorized_keys": "never"}  # the id never changes
+
+
+@given(st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,10}", fullmatch=True),
+                       st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))))
+def test_opennebula_context_reads_back_what_was_written(variables: dict[str, str]) -> None:
+    from configdrive.render.opennebula import read_context, render_context
+
+    assert read_context(render_context(variables)) == variables

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+from typing import Any
 
 from configdrive.errors import FormatError, Problem
 from configdrive.model import FileTree, Interface, VMSpec
 from configdrive.render.format import Format
 from configdrive.render.network import field
-from configdrive.render.userdata import render_payload
+from configdrive.render.userdata import payload_fields, render_payload
 
 #: cloud-init 22.4 gives every OpenNebula guest this instance id, whatever the context says
 #: (DataSourceOpenNebula.DEFAULT_IID), so per-instance config runs once per disk, never again.
@@ -155,6 +156,57 @@ def render_context(variables: dict[str, str]) -> bytes:
     return "".join(lines).encode()
 
 
+def read_context(data: bytes) -> dict[str, str]:
+    """The variables of a ``context.sh`` as ``render_context`` writes it: ``KEY='value'`` lines,
+    a value running over lines until its closing quote, ``'\\''`` standing for ``'``."""
+    text = data.decode("utf-8", "surrogateescape")
+    variables: dict[str, str] = {}
+    at = 0
+    while at < len(text):
+        end = text.find("\n", at)
+        end = len(text) if end < 0 else end
+        name, sep, _ = text[at:end].partition("='")
+        if not sep or text.startswith("#", at):
+            at = end + 1
+            continue
+        at += len(name) + 2
+        value = []
+        while at < len(text):
+            close = text.find("'", at)
+            if close < 0:
+                close = len(text)
+            value.append(text[at:close])
+            if text.startswith("'\\''", close):
+                value.append("'")
+                at = close + 4
+            else:
+                at = close + 1
+                break
+        variables[name] = "".join(value)
+        at = text.find("\n", at) + 1 or len(text)
+    return variables
+
+
+def fields(tree: FileTree) -> dict[str, Any]:
+    """The spec fields cloud-init 22.4 reads from a CONTEXT tree (see ``configdrive.changes``);
+    the instance id is always ``INSTANCE_ID``."""
+    ctx = read_context(tree.get("context.sh", b""))
+    user_data = ctx.get("USER_DATA")
+    if user_data is not None and ctx.get("USER_DATA_ENCODING") == "base64":
+        user_data_bytes: bytes | None = base64.b64decode(user_data)
+    else:
+        user_data_bytes = user_data.encode() if user_data is not None else None
+    keys = ctx.get("SSH_PUBLIC_KEY")
+    network = {name: value for name, value in ctx.items() if name.startswith("ETH")}
+    return {
+        "instance_id": INSTANCE_ID,
+        "hostname": ctx.get("SET_HOSTNAME"),
+        "ssh_authorized_keys": sorted(keys.splitlines()) if keys else None,
+        "user_data": payload_fields(user_data_bytes),
+        "network": network or None,
+    }
+
+
 def quote(value: str) -> str:
     """``value`` for the inside of a single-quoted bash string: ``'`` becomes ``'\\''``."""
     return value.replace("'", "'\\''")
@@ -172,4 +224,5 @@ FORMAT = Format(
     metadata_files=(),
     fixed_instance_id=INSTANCE_ID,
     narrow=True,
+    fields=fields,
 )

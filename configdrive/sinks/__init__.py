@@ -8,7 +8,7 @@ digest, so a metadata service can serve the tree as well as an image folder can 
     images = ImageDirSink(out_dir)                          # <vm-id>.iso, atomic, batched
     swaps = QmpSink(targets)                                # told by images what it wrote
     images.listeners.append(swaps)
-    Follower(store, SeedBuilder("nocloud"), [images, AdviceSink(images.seen())]).run()
+    Follower(store, SeedBuilder("nocloud"), [AdviceSink(images.current), images]).run()
 
 ``seed_folder`` wires exactly that.
 """
@@ -86,7 +86,7 @@ def seed_folder(store: SpecStore, out_dir: str | os.PathLike[str], fmt: str = DE
     images = ImageDirSink(out_dir, keep_deleted=keep_deleted)
     swaps = QmpSink(qmp_targets, timeout=DEFAULT_TIMEOUT if qmp_timeout is None else qmp_timeout)
     images.listeners.append(swaps)
-    advice = AdviceSink(images.seen())
-    follower = Follower(store, SeedBuilder(fmt), [images, advice, swaps], jobs=jobs)
+    advice = AdviceSink(images.current)  # first: it reads the image in place before it is replaced
+    follower = Follower(store, SeedBuilder(fmt), [advice, images, swaps], jobs=jobs)
     return SeedFolder(follower, images, swaps, advice)
 

@@ -1,49 +1,66 @@
-"""The advice sink: says whether cloud-init will act on a changed seed (its instance id did or did not change).
+"""The advice sink: logs, per rebuilt VM, what cloud-init will do at the next boot with the change.
 
-Users expect a changed seed to take effect; cloud-init re-applies per-instance config (keys,
-network, runcmd) only when the instance id changes (NoCloud ``instance-id``, config drive
-``uuid``), and a format whose reader ignores the seed's id never re-applies it.
+Users expect a changed seed to take effect, but cloud-init applies most of a seed once per
+instance id (see ``configdrive.changes``). For each VM whose seed changed, one line says which
+changed fields the guest applies at its next boot, which only with a new instance id and which
+never: the same verdicts as ``configdrive diff``, and never a value.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
+from pathlib import Path
 
+from configdrive.changes import Verdict, compare
+from configdrive.errors import ConfigDriveError
 from configdrive.seed import Seed
 from configdrive.sinks import Sink
 
 log = logging.getLogger(__name__)
 
+#: ``current(vm_id)``: the seed digest and path of the image the VM has now, or None.
+CurrentImage = Callable[[str], "tuple[str, Path] | None"]
+
 
 class AdviceSink(Sink):
-    """Logs, for each seed whose content changed, what cloud-init will make of it at the next
-    boot. ``seen`` is what each VM's guest was given before: ``{vm_id: (seed digest, instance id)}``."""
+    """Compares each new seed with the image in place (read back before the image sink replaces
+    it: put this sink before that one) and logs the verdicts."""
 
-    def __init__(self, seen: Mapping[str, tuple[str, str]] | None = None) -> None:
-        self._seen = dict(seen or {})
+    def __init__(self, current: CurrentImage) -> None:
+        self._current = current
 
     def update(self, vm_id: str, seed: Seed, input_digest: str) -> None:
-        previous = self._seen.get(vm_id)
-        self._seen[vm_id] = (seed.digest, seed.instance_id)
-        if previous is None or previous[0] == seed.digest:
+        found = self._current(vm_id)
+        if found is None or found[0] == seed.digest or seed.format.fields is None:
             return
-        fixed = seed.format.fixed_instance_id
-        if fixed is not None:
-            log.warning("%s: seed changed, but cloud-init gives every %s guest the instance id %r: it "
-                        "will not re-run per-instance config (keys, network, runcmd) on the next boot",
-                        vm_id, seed.format.name, fixed)
-        elif previous[1] == seed.instance_id:
-            log.warning("%s: seed changed but its instance id %r did not: cloud-init will not re-run "
-                        "per-instance config (keys, network, runcmd) on the next boot; change "
-                        "instance_id for that", vm_id, seed.instance_id)
-        else:
-            log.info("%s: new instance id %r (was %r): cloud-init will treat the next boot as a new "
-                     "instance", vm_id, seed.instance_id, previous[1])
+        from configdrive.iso import read_iso
 
-    def remove(self, vm_id: str) -> None:
-        self._seen.pop(vm_id, None)
+        try:
+            verdicts = compare(seed.format, read_iso(found[1]).files, seed.tree)
+        except ConfigDriveError as err:
+            log.debug("%s: cannot compare with the image in place: %s", vm_id, type(err).__name__)
+            return
+        if verdicts:
+            log.log(logging.WARNING if _waiting(verdicts) else logging.INFO, "%s", advice(vm_id, seed, verdicts))
 
-    def end_sync(self, present: frozenset[str] | None) -> None:
-        if present is not None:
-            self._seen = {vm_id: seen for vm_id, seen in self._seen.items() if vm_id in present}
+
+def _waiting(verdicts: list[Verdict]) -> bool:
+    return any(v.applies != "next-boot" for v in verdicts)
+
+
+def advice(vm_id: str, seed: Seed, verdicts: list[Verdict]) -> str:
+    """One line: the VM, whether its instance id changed, and the changed fields by verdict."""
+    by: dict[str, list[str]] = {}
+    for v in verdicts:
+        by.setdefault(v.applies, []).append(v.field)
+    if any(v.field == "instance_id" and v.applies == "next-boot" for v in verdicts):
+        identity = f"new instance id {seed.instance_id!r}: cloud-init treats the next boot as a new instance"
+    elif seed.format.fixed_instance_id is not None:
+        identity = f"cloud-init gives every {seed.format.name} guest the instance id {seed.format.fixed_instance_id!r}"
+    else:
+        identity = f"same instance id {seed.instance_id!r}"
+    parts = [f"{label}: {', '.join(by[key])}" for key, label in (
+        ("next-boot", "applied at next boot"), ("new-instance", "applied only with a new instance id"),
+        ("never", "never applied")) if key in by]
+    return f"{vm_id}: seed changed; {identity}; " + "; ".join(parts)

@@ -121,10 +121,13 @@ class ImageDirSink(Sink):
         """The input digest of each image that is still the file this sink wrote."""
         return {vm_id: e.input for vm_id, e in self._state().items() if self._is_ours(vm_id, e)}
 
-    def seen(self) -> dict[str, tuple[str, str]]:
-        """``{vm_id: (seed digest, instance id)}`` of the images in place (for the advice sink)."""
-        return {vm_id: (e.seed, e.instance_id) for vm_id, e in self._state().items()
-                if self._is_ours(vm_id, e)}
+    def current(self, vm_id: str) -> tuple[str, Path] | None:
+        """The seed digest and path of ``vm_id``'s image in place, if this folder wrote it (for the
+        advice sink, which reads the image the guest has before it is replaced)."""
+        entry = self._state().get(vm_id)
+        if entry is None or not self._is_ours(vm_id, entry):
+            return None
+        return entry.seed, self.path(vm_id)
 
     def _state(self) -> dict[str, Entry]:
         if self._entries is None:

@@ -135,15 +135,20 @@ def test_logs_whether_cloud_init_will_act_on_a_change(store: SpecStore, fmt: str
     with running(seed_folder(store, out, fmt)) as watch:
         put_spec(store, "a", spec("a", 2))  # new hostname, same instance id
         wait_for(lambda: converged(out, {"a": 2}, fmt), 10, "a's rebuild")
-        wait_for(lambda: "will not re-run per-instance config" in caplog.text, 10, "the warning")
+        iid = build_seed(spec("a", 2), fmt).instance_id
+        if fixed is None:
+            wait_for(lambda: f"a: seed changed; same instance id {iid!r}; applied at next boot: hostname"
+                     in caplog.text, 10, "the verdict")
         v3 = spec("a", 3).replace(b"iid-a", b"iid-a-v2")
         put_spec(store, "a", v3)
         if fixed is None:
-            old, new = build_seed(spec("a", 2), fmt).instance_id, build_seed(v3, fmt).instance_id
-            wait_for(lambda: f"new instance id {new!r} (was {old!r})" in caplog.text, 10, "the notice")
+            new = build_seed(v3, fmt).instance_id
+            wait_for(lambda: f"a: seed changed; new instance id {new!r}" in caplog.text, 10, "the notice")
         else:
-            wait_for(lambda: caplog.text.count(f"the instance id {fixed!r}") == 2, 10, "the warning again")
-        assert watch.images.counts["written"] >= 3
+            wait_for(lambda: caplog.text.count(f"the instance id {fixed!r}") == 2, 10, "the fixed-id verdicts")
+        wait_for(lambda: watch.images.counts["written"] >= 3, 10, "the third image")  # written after the advice
+    lines = [r.getMessage() for r in caplog.records if r.name == "configdrive.sinks.advice"]
+    assert len(lines) == 2 and all(line.startswith("a: seed changed; ") for line in lines)
 
 
 def test_a_restart_skips_what_an_earlier_run_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
