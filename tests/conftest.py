@@ -31,6 +31,17 @@ def fmt(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
 
 
+def takes_network_updates(fmt: str) -> bool:
+    """Whether format ``fmt`` can carry the ``updates`` policy (a format may refuse it)."""
+    from configdrive import FormatError, build_seed
+
+    try:
+        build_seed(example_with(updates={"network": {"when": ["boot"]}}), fmt)
+    except FormatError:
+        return False
+    return True
+
+
 def example_with(**changes: Any) -> dict[str, Any]:
     """The example spec as data, with top-level fields replaced (``None`` removes one)."""
     spec = yaml.safe_load((FIXTURES / "specs/valid/example.yaml").read_text())

@@ -13,7 +13,7 @@ import yaml
 
 from configdrive import FORMATS, FormatError, SpecError, build_seed
 from configdrive.render import CHECKED_BY_DEFAULT
-from tests.conftest import FIXTURES, example_with
+from tests.conftest import FIXTURES, example_with, takes_network_updates
 
 _spec = example_with
 
@@ -38,7 +38,18 @@ def vendor_config(spec: dict[str, Any], fmt: str) -> dict[str, Any]:
     return merged
 
 
-@pytest.mark.parametrize("fmt", CHECKED_BY_DEFAULT)
+UPDATABLE = [fmt for fmt in CHECKED_BY_DEFAULT if takes_network_updates(fmt)]
+
+
+def test_formats_that_refuse_network_updates_say_why() -> None:
+    assert UPDATABLE
+    for fmt in set(FORMATS) - set(UPDATABLE):
+        with pytest.raises(FormatError) as info:
+            build_seed(_spec(updates=UPDATES, vendor_data=None, network=None), fmt)
+        assert "updates" in {p.path for p in info.value.problems}
+
+
+@pytest.mark.parametrize("fmt", UPDATABLE)
 @pytest.mark.parametrize("vendor", [
     None,
     {"write_files": [{"path": "/x", "content": "y"}]},
