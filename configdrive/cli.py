@@ -14,6 +14,7 @@ from typing import Any
 
 from configdrive.errors import ConfigDriveError, InputError, SpecError, UnknownFormatError
 from configdrive.render import CHECKED_BY_DEFAULT, DEFAULT_FORMAT, FORMATS
+from configdrive.stores import URL_HELP
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values()) + f" (default: {DEFAULT_FORMAT})"
@@ -261,8 +262,7 @@ def _print_problems(err: SpecError, source: str | None) -> None:
 
 # --- spec stores and the watcher ------------------------------------------------------------
 
-STORE_HELP = ("dir:PATH (a folder of <vm-id>.yaml|json), etcd://HOST:PORT/PREFIX, or etcds://HOST:PORT/PREFIX "
-              "(TLS; cacert=, cert=, key=, user=, password-file= or the ETCDCTL_* variables, as etcdctl)")
+STORE_HELP = URL_HELP
 
 
 def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:

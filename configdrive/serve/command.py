@@ -10,8 +10,7 @@ import os
 from collections.abc import Callable
 
 from configdrive.render import FORMATS
-
-STORE_HELP = "dir:PATH (a folder of <vm-id>.yaml|json) or etcd://HOST:PORT/PREFIX"
+from configdrive.stores import URL_HELP as STORE_HELP
 
 EXAMPLES = """\
 examples:
