@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,18 +50,24 @@ class VmRunner:
         self,
         name: str,
         disk: Path,
-        seed: Path,
+        seed: Path | None,
         nics: list[harness.Nic],
         *,
         machine: str = "q35",
         bus: qemu.CdromBus | None = None,
         attach: harness.Attach = "cdrom",
         report_paths: tuple[str, ...] = (),
+        kernel_args: str = "",
+        extra_args: Sequence[str] = (),
+        wrapper: Sequence[str] = (),
     ) -> harness.Boot:
+        """Boot ``disk``; ``seed`` None boots without a seed drive (see harness.qemu_argv for
+        ``kernel_args``, ``extra_args`` and ``wrapper``)."""
         console = self.workdir / f"{name}.console.log"
         argv = harness.qemu_argv(
             self.image, disk, seed, nics, console, accel=self.accel, machine=machine, bus=bus,
-            attach=attach, report_paths=report_paths,
+            attach=attach, report_paths=report_paths, kernel_args=kernel_args, extra_args=extra_args,
+            wrapper=wrapper,
         )  # fmt: skip
         try:
             result = harness.boot(name, argv, console)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,13 +74,21 @@ def qemu_argv(
     bus: qemu.CdromBus | None = None,
     attach: Attach = "cdrom",
     report_paths: tuple[str, ...] = (),
+    kernel_args: str = "",
+    extra_args: Sequence[str] = (),
+    wrapper: Sequence[str] = (),
 ) -> list[str]:
-    """The qemu command line for one boot of ``disk`` with ``seed`` as a CD-ROM or a virtio disk."""
+    """The qemu command line for one boot of ``disk`` with ``seed`` as a CD-ROM or a virtio disk
+    (or no seed at all: ``None``). ``kernel_args`` end the kernel command line, ``extra_args``
+    end qemu's (a NIC of another kind, ``-smbios``), and ``wrapper`` comes before qemu (e.g.
+    ``ip netns exec NS``: it must exec qemu, so that the PID the harness kills is qemu's)."""
     append = "root=LABEL=vmroot ro console=ttyS0 panic=-1"
     if report_paths:
         append += " cdreport.paths=" + ",".join(report_paths)
+    if kernel_args:
+        append += " " + kernel_args
     argv = [
-        qemu.QEMU, "-machine", machine, "-m", "1024", "-smp", "2",
+        *wrapper, qemu.QEMU, "-machine", machine, "-m", "1024", "-smp", "2",
         "-nodefaults", "-display", "none", "-no-reboot",
         *qemu.accel_args(accel),
         "-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append,
@@ -95,7 +104,7 @@ def qemu_argv(
             "-netdev", f"user,id=net{n},{nic.netdev}",
             "-device", f"virtio-net-pci,netdev=net{n},mac={nic.mac}",
         ]  # fmt: skip
-    return argv
+    return argv + list(extra_args)
 
 
 def parse_report(console_text: str) -> dict[str, Any] | None:
