@@ -103,14 +103,17 @@ def measure(case: Case, folder: Path) -> list[dict[str, Any]]:
             assert isinstance(source, bytes)
             spec.write_bytes(source)
         out = str(folder / "out.iso")
-        commands += [(f"cli build {fmt}", functools.partial(quiet_cli, ["build", str(spec), "-o", out, "-f", fmt]))
-                     for fmt in FORMATS]
+        commands += [
+            (f"cli build {fmt}", functools.partial(quiet_cli, ["build", str(spec), "-o", out, "-f", fmt]))
+            for fmt in FORMATS
+        ]
         commands.append(("cli validate", lambda: quiet_cli(["validate", str(spec)])))
         if case.special:
             commands.append(("api load_spec", lambda: load_spec(spec)))
     if not case.special:
-        commands += [(f"api build {fmt}", functools.partial(lambda f: len(build_seed(source, f).image), fmt))
-                     for fmt in FORMATS]
+        commands += [
+            (f"api build {fmt}", functools.partial(lambda f: len(build_seed(source, f).image), fmt)) for fmt in FORMATS
+        ]
     results = []
     for name, command in commands:
         result = in_child(command)
@@ -123,10 +126,17 @@ def measure(case: Case, folder: Path) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]], key: str, title: str, count: int = 10) -> list[str]:
     top = sorted(rows, key=lambda r: -r[key])[:count]
-    lines = [f"**{title}**", "", "| case | command | CPU time | wall time | memory | outcome |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| `{r['case']}` | {r['command']} | {r['seconds']:.2f} s | {r['wall']:.2f} s | {r['mib']:.0f} MiB "
-              f"| {r['outcome']} |" for r in top]
+    lines = [
+        f"**{title}**",
+        "",
+        "| case | command | CPU time | wall time | memory | outcome |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| `{r['case']}` | {r['command']} | {r['seconds']:.2f} s | {r['wall']:.2f} s | {r['mib']:.0f} MiB "
+        f"| {r['outcome']} |"
+        for r in top
+    ]
     return [*lines, ""]
 
 
@@ -157,23 +167,34 @@ def report(rows: list[dict[str, Any]], load: tuple[float, float], started: str, 
     ]
     for label, subset in (("hostile (refused)", hostile), ("legal, at the limits", legal), ("all", rows)):
         slow, big = worst(subset, "seconds"), worst(subset, "mib")
-        lines.append(f"| {label} | {len(subset)} | {slow['seconds']:.2f} s (`{slow['case']}`, {slow['command']}) | "
-                     f"{big['mib']:.0f} MiB (`{big['case']}`, {big['command']}) | < {GOAL_SECONDS:.0f} s, "
-                     f"< {GOAL_MIB} MB |")
-    lines += ["", "Per category (worst command of any case in it):", "",
-              "| category | cases | worst CPU time | worst memory | over 1 s | over 100 MiB |",
-              "| --- | --- | --- | --- | --- | --- |"]
+        lines.append(
+            f"| {label} | {len(subset)} | {slow['seconds']:.2f} s (`{slow['case']}`, {slow['command']}) | "
+            f"{big['mib']:.0f} MiB (`{big['case']}`, {big['command']}) | < {GOAL_SECONDS:.0f} s, "
+            f"< {GOAL_MIB} MB |"
+        )
+    lines += [
+        "",
+        "Per category (worst command of any case in it):",
+        "",
+        "| category | cases | worst CPU time | worst memory | over 1 s | over 100 MiB |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for category in dict.fromkeys(r["category"] for r in rows):
         subset = [r for r in rows if r["category"] == category]
         slow, big = worst(subset, "seconds"), worst(subset, "mib")
         over_time = len({r["case"] for r in subset if r["seconds"] > GOAL_SECONDS})
         over_memory = len({r["case"] for r in subset if r["mib"] > GOAL_MIB})
-        lines.append(f"| {category} | {len({r['case'] for r in subset})} | {slow['seconds']:.2f} s (`{slow['case']}`) "
-                     f"| {big['mib']:.0f} MiB (`{big['case']}`) | {over_time} | {over_memory} |")
-    lines += ["", *table(hostile, "seconds", "Slowest hostile commands"),
-              *table(hostile, "mib", "Largest hostile commands"),
-              *table(legal, "seconds", "Slowest legal commands (specs at the limits)"),
-              *table(legal, "mib", "Largest legal commands")]
+        lines.append(
+            f"| {category} | {len({r['case'] for r in subset})} | {slow['seconds']:.2f} s (`{slow['case']}`) "
+            f"| {big['mib']:.0f} MiB (`{big['case']}`) | {over_time} | {over_memory} |"
+        )
+    lines += [
+        "",
+        *table(hostile, "seconds", "Slowest hostile commands"),
+        *table(hostile, "mib", "Largest hostile commands"),
+        *table(legal, "seconds", "Slowest legal commands (specs at the limits)"),
+        *table(legal, "mib", "Largest legal commands"),
+    ]
     return "\n".join(lines)
 
 
@@ -192,8 +213,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="hostile-bench-") as folder:
             rows += measure(case, Path(folder))
         worst = max(rows[-1:] + [r for r in rows if r["case"] == case.id], key=lambda r: r["seconds"])
-        print(f"[{number}/{len(cases)}] {case.id}: {worst['seconds']:.2f} s, "
-              f"{max(r['mib'] for r in rows if r['case'] == case.id):.0f} MiB", file=sys.stderr)
+        print(
+            f"[{number}/{len(cases)}] {case.id}: {worst['seconds']:.2f} s, "
+            f"{max(r['mib'] for r in rows if r['case'] == case.id):.0f} MiB",
+            file=sys.stderr,
+        )
     text = report(rows, (load_before, os.getloadavg()[0]), started, time.perf_counter() - start)
     print(text)
     if not args.only:

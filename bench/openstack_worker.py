@@ -21,9 +21,13 @@ def main() -> None:
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else payload["runs"]
 
     def build() -> str:
-        return configdrive.build(payload["metadata"], user_data=payload["user_data"],
-                                 versions=payload["versions"], network_data=payload["network_data"],
-                                 vendor_data=payload["vendor_data"])
+        return configdrive.build(
+            payload["metadata"],
+            user_data=payload["user_data"],
+            versions=payload["versions"],
+            network_data=payload["network_data"],
+            vendor_data=payload["vendor_data"],
+        )
 
     for _ in range(min(runs, 3)):
         build()
@@ -33,11 +37,21 @@ def main() -> None:
         encoded = build()
         times.append(time.perf_counter() - t0)
     image = gzip.decompress(base64.b64decode(encoded))
-    usage = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print(json.dumps({"times": times, "median": statistics.median(times), "size": len(image),
-                      "encoded": len(encoded), "sha256": hashlib.sha256(image).hexdigest(),
-                      "rss": usage * 1024}))
+    usage = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
+    print(
+        json.dumps(
+            {
+                "times": times,
+                "median": statistics.median(times),
+                "size": len(image),
+                "encoded": len(encoded),
+                "sha256": hashlib.sha256(image).hexdigest(),
+                "rss": usage * 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

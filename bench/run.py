@@ -34,11 +34,11 @@ BENCH = ROOT / "bench"
 VENV_PYTHON = BENCH / ".venv" / "bin" / "python"
 sys.path.insert(0, str(ROOT))
 
-KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y "
-       "alice@example")
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y alice@example"
 
 
 # --- workloads ----------------------------------------------------------------------------------
+
 
 def typical_spec(i: int = 0, user_data: Any = None) -> dict[str, Any]:
     """Two NICs (DHCPv4 + static), a key, ~1 KB cloud-config user-data, vendor-data: 4 NoCloud files."""
@@ -51,28 +51,45 @@ def typical_spec(i: int = 0, user_data: Any = None) -> dict[str, Any]:
         "availability_zone": "zone-a",
         "meta": {"role": "web", "owner": "team-blue"},
         "ssh_authorized_keys": [KEY],
-        "user_data": user_data if user_data is not None else {
+        "user_data": user_data
+        if user_data is not None
+        else {
             "package_update": True,
             "packages": ["nginx", "curl", "jq", "prometheus-node-exporter"],
-            "users": [{"name": "deploy", "groups": ["sudo"], "shell": "/bin/bash",
-                       "sudo": "ALL=(ALL) NOPASSWD:ALL", "ssh_authorized_keys": [KEY]}],
+            "users": [
+                {
+                    "name": "deploy",
+                    "groups": ["sudo"],
+                    "shell": "/bin/bash",
+                    "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                    "ssh_authorized_keys": [KEY],
+                }
+            ],
             "write_files": [
-                {"path": "/etc/nginx/conf.d/app.conf", "permissions": "0644", "content":
-                 "server {\n  listen 80;\n  server_name _;\n  location / { proxy_pass "
-                 f"http://127.0.0.1:8080; }}\n}}\n# vm {i}\n"},
+                {
+                    "path": "/etc/nginx/conf.d/app.conf",
+                    "permissions": "0644",
+                    "content": "server {\n  listen 80;\n  server_name _;\n  location / { proxy_pass "
+                    f"http://127.0.0.1:8080; }}\n}}\n# vm {i}\n",
+                },
                 {"path": "/etc/motd", "content": f"vm{i:05d}: managed by configdrive\n"},
             ],
-            "runcmd": [["systemctl", "enable", "--now", "nginx"],
-                       ["sh", "-c", "echo ready > /var/tmp/ready"]],
+            "runcmd": [["systemctl", "enable", "--now", "nginx"], ["sh", "-c", "echo ready > /var/tmp/ready"]],
         },
-        "vendor_data": "#cloud-config\nbootcmd:\n  - [sh, -c, \"echo vendor > /var/tmp/vendor\"]\n",
-        "network": {"version": 2, "ethernets": {
-            "eth0": {"match": {"macaddress": mac}, "set-name": "eth0", "dhcp4": True},
-            "eth1": {"match": {"macaddress": mac2}, "set-name": "eth1",
-                     "addresses": [f"10.{(i >> 8) & 255}.{i & 255}.10/16"],
-                     "routes": [{"to": "192.168.0.0/16", "via": f"10.{(i >> 8) & 255}.0.1"}],
-                     "nameservers": {"addresses": ["10.0.0.53"], "search": ["example.org"]}},
-        }},
+        "vendor_data": '#cloud-config\nbootcmd:\n  - [sh, -c, "echo vendor > /var/tmp/vendor"]\n',
+        "network": {
+            "version": 2,
+            "ethernets": {
+                "eth0": {"match": {"macaddress": mac}, "set-name": "eth0", "dhcp4": True},
+                "eth1": {
+                    "match": {"macaddress": mac2},
+                    "set-name": "eth1",
+                    "addresses": [f"10.{(i >> 8) & 255}.{i & 255}.10/16"],
+                    "routes": [{"to": "192.168.0.0/16", "via": f"10.{(i >> 8) & 255}.0.1"}],
+                    "nameservers": {"addresses": ["10.0.0.53"], "search": ["example.org"]},
+                },
+            },
+        },
     }
 
 
@@ -93,6 +110,7 @@ WORKLOADS = {
 
 
 # --- configdrive, in-process (run as a worker: a fresh process per workload) --------------------
+
 
 def worker(args: list[str]) -> None:
     """``run.py --worker FMT SPEC.json RUNS``: times data -> validated -> ISO bytes, prints JSON."""
@@ -122,10 +140,17 @@ def worker(args: list[str]) -> None:
         for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             stages[name].append(value)
     image = build_iso(data, fmt)
-    print(json.dumps({"times": [t / 1e9 for t in times], "size": len(image),
-                      "sha256": hashlib.sha256(image).hexdigest(),
-                      "stages": {k: statistics.median(v) / 1e6 for k, v in stages.items()},
-                      "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    print(
+        json.dumps(
+            {
+                "times": [t / 1e9 for t in times],
+                "size": len(image),
+                "sha256": hashlib.sha256(image).hexdigest(),
+                "stages": {k: statistics.median(v) / 1e6 for k, v in stages.items()},
+                "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+        )
+    )
 
 
 def batch_worker(args: list[str]) -> None:
@@ -165,8 +190,9 @@ def batch_worker(args: list[str]) -> None:
         for i, image in enumerate(sample):
             write(folder / f"{i:05d}.iso", image)
         floors[name] = (time.perf_counter() - t0) * count / len(sample)
-    print(json.dumps({"total": total, "plain": plain, "memory": memory, **floors, "distinct": len(digests),
-                      "rss": rss}))
+    print(
+        json.dumps({"total": total, "plain": plain, "memory": memory, **floors, "distinct": len(digests), "rss": rss})
+    )
 
 
 def _plain_write(path: Path, data: bytes) -> None:
@@ -175,6 +201,7 @@ def _plain_write(path: Path, data: bytes) -> None:
 
 
 # --- measuring ------------------------------------------------------------------------------------
+
 
 def run_json(cmd: list[str], **kw: Any) -> Any:
     done = subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
@@ -189,21 +216,41 @@ def pct(values: list[float], q: float) -> float:
 def hyperfine(cmd: list[str], runs: int, cwd: Path, env: dict[str, str] | None = None) -> list[float]:
     """Whole-process times of ``cmd`` (seconds), no shell in between."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run(["hyperfine", "-N", "--style", "none", "--warmup", "3", "--runs", str(runs),
-                        "--export-json", out.name, shlex.join(cmd)], check=True, cwd=cwd, env=env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "hyperfine",
+                "-N",
+                "--style",
+                "none",
+                "--warmup",
+                "3",
+                "--runs",
+                str(runs),
+                "--export-json",
+                out.name,
+                shlex.join(cmd),
+            ],
+            check=True,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         return list(json.loads(Path(out.name).read_text())["results"][0]["times"])
 
 
-RSS_PROBE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-             "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
+RSS_PROBE = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)"
+)
 
 
 def peak_rss(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> int:
     """Peak RSS of the largest process in ``cmd``'s tree (ru_maxrss of waited-for descendants)."""
-    done = subprocess.run([sys.executable, "-c", RSS_PROBE, *cmd], check=True, cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, *cmd], check=True, cwd=cwd, env=env, capture_output=True, text=True
+    )
     return int(done.stdout.strip())
 
 
@@ -217,8 +264,19 @@ def peer_commands(fmt: str, tree: Path, out: Path) -> dict[str, list[str]]:
     label = get_format(fmt).label
     cmds = {
         "genisoimage -J -r": ["genisoimage", "-quiet", "-J", "-r", "-V", label, "-o", str(out), str(tree)],
-        "xorriso -as mkisofs": ["xorriso", "-as", "mkisofs", "-quiet", "-J", "-r", "-V", label,
-                                "-o", str(out), str(tree)],
+        "xorriso -as mkisofs": [
+            "xorriso",
+            "-as",
+            "mkisofs",
+            "-quiet",
+            "-J",
+            "-r",
+            "-V",
+            label,
+            "-o",
+            str(out),
+            str(tree),
+        ],
     }
     if fmt == "nocloud":
         extra = []
@@ -226,8 +284,7 @@ def peer_commands(fmt: str, tree: Path, out: Path) -> dict[str, list[str]]:
             extra += ["-N", str(tree / "network-config")]
         if (tree / "vendor-data").exists():
             extra += ["-V", str(tree / "vendor-data")]
-        cmds["cloud-localds"] = ["cloud-localds", *extra, str(out), str(tree / "user-data"),
-                                 str(tree / "meta-data")]
+        cmds["cloud-localds"] = ["cloud-localds", *extra, str(out), str(tree / "user-data"), str(tree / "meta-data")]
     return cmds
 
 
@@ -242,7 +299,8 @@ def openstack_peer(tree: Path, runs: int, work: Path) -> dict[str, Any] | None:
         "user_data": (latest / "user_data").read_text() if (latest / "user_data").exists() else None,
         "versions": versions,
         "network_data": json.loads((latest / "network_data.json").read_text())
-        if (latest / "network_data.json").exists() else None,
+        if (latest / "network_data.json").exists()
+        else None,
         "vendor_data": json.loads((latest / "vendor_data.json").read_text()),
         "runs": runs,
     }
@@ -255,11 +313,26 @@ def openstack_peer(tree: Path, runs: int, work: Path) -> dict[str, Any] | None:
     return result
 
 
-def row(tool: str, times: list[float], size: int, rss: int, identical: bool | None, note: str = "",
-        stages: dict[str, float] | None = None) -> dict[str, Any]:
-    return {"tool": tool, "median_ms": statistics.median(times) * 1e3, "p95_ms": pct(times, 0.95) * 1e3,
-            "runs": len(times), "size": size, "rss_mib": rss / 2**20, "identical": identical,
-            "note": note, "stages": stages}
+def row(
+    tool: str,
+    times: list[float],
+    size: int,
+    rss: int,
+    identical: bool | None,
+    note: str = "",
+    stages: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    return {
+        "tool": tool,
+        "median_ms": statistics.median(times) * 1e3,
+        "p95_ms": pct(times, 0.95) * 1e3,
+        "runs": len(times),
+        "size": size,
+        "rss_mib": rss / 2**20,
+        "identical": identical,
+        "note": note,
+        "stages": stages,
+    }
 
 
 def bench_workload(name: str, fmt: str, data: dict[str, Any], work: Path, quick: bool) -> list[dict[str, Any]]:
@@ -274,9 +347,17 @@ def bench_workload(name: str, fmt: str, data: dict[str, Any], work: Path, quick:
     env = dict(os.environ, TZ="Pacific/Kiritimati")
     time.sleep(1.1)  # rebuild later, in another process and time zone
     again = run_json([sys.executable, __file__, "--worker", fmt, str(spec_file), "1"], env=env)
-    rows = [row("configdrive (in-process)", ours["times"], ours["size"], ours["rss"],
-                again["sha256"] == ours["sha256"], "data -> validate -> render -> ISO bytes",
-                ours["stages"])]
+    rows = [
+        row(
+            "configdrive (in-process)",
+            ours["times"],
+            ours["size"],
+            ours["rss"],
+            again["sha256"] == ours["sha256"],
+            "data -> validate -> render -> ISO bytes",
+            ours["stages"],
+        )
+    ]
     tree = work / f"{name}-tree"
     write_tree(tree, render(spec_from_data(data), fmt))
     for tool, cmd in peer_commands(fmt, tree, work / f"{name}.iso").items():
@@ -285,15 +366,30 @@ def bench_workload(name: str, fmt: str, data: dict[str, Any], work: Path, quick:
         first = digest(work / f"{name}.iso")
         time.sleep(1.1)
         subprocess.run(cmd, check=True, capture_output=True, cwd=work)
-        rows.append(row(tool, times, (work / f"{name}.iso").stat().st_size, peak_rss(cmd, work),
-                        digest(work / f"{name}.iso") == first, "whole process"))
+        rows.append(
+            row(
+                tool,
+                times,
+                (work / f"{name}.iso").stat().st_size,
+                peak_rss(cmd, work),
+                digest(work / f"{name}.iso") == first,
+                "whole process",
+            )
+        )
     if fmt == "configdrive":
         result = openstack_peer(tree, 20 if quick else 100, work)
         if result:
-            rows.append(row("openstacksdk configdrive.build", result["times"], result["size"],
-                            result["rss"], result["identical"],
-                            "in-process, runs genisoimage; no ec2/, no vendor_data.json, same "
-                            f"files in every version; returns gzip+base64 ({result['encoded']:,} B)"))
+            rows.append(
+                row(
+                    "openstacksdk configdrive.build",
+                    result["times"],
+                    result["size"],
+                    result["rss"],
+                    result["identical"],
+                    "in-process, runs genisoimage; no ec2/, no vendor_data.json, same "
+                    f"files in every version; returns gzip+base64 ({result['encoded']:,} B)",
+                )
+            )
     return rows
 
 
@@ -305,17 +401,43 @@ def bench_batch(count: int, peer_count: int, work: Path) -> list[dict[str, Any]]
     out = work / "batch"
     out.mkdir()
     ours = run_json([sys.executable, __file__, "--batch-worker", "nocloud", str(count), str(out)])
-    rows = [{"tool": "configdrive (in-process, write_file: atomic + fsync)", "seeds": count,
-             "seconds": ours["total"], "rss_mib": ours["rss"] / 2**20,
-             "note": f"{ours['distinct']:,} distinct images"},
-            {"tool": "configdrive (in-process, in memory: built, not written)", "seeds": count,
-             "seconds": ours["memory"], "rss_mib": None, "note": "validate + render + pack only"},
-            {"tool": "configdrive (in-process, plain write())", "seeds": count, "seconds": ours["plain"],
-             "rss_mib": None, "note": "no fsync: the build's own cost plus the page cache"},
-            {"tool": "floor: same bytes from memory, plain write()", "seeds": count,
-             "seconds": ours["floor"], "rss_mib": None, "note": "1,000 written, scaled"},
-            {"tool": "floor: same bytes from memory, write_file (fsync)", "seeds": count,
-             "seconds": ours["fsync_floor"], "rss_mib": None, "note": "1,000 written, scaled"}]
+    rows = [
+        {
+            "tool": "configdrive (in-process, write_file: atomic + fsync)",
+            "seeds": count,
+            "seconds": ours["total"],
+            "rss_mib": ours["rss"] / 2**20,
+            "note": f"{ours['distinct']:,} distinct images",
+        },
+        {
+            "tool": "configdrive (in-process, in memory: built, not written)",
+            "seeds": count,
+            "seconds": ours["memory"],
+            "rss_mib": None,
+            "note": "validate + render + pack only",
+        },
+        {
+            "tool": "configdrive (in-process, plain write())",
+            "seeds": count,
+            "seconds": ours["plain"],
+            "rss_mib": None,
+            "note": "no fsync: the build's own cost plus the page cache",
+        },
+        {
+            "tool": "floor: same bytes from memory, plain write()",
+            "seeds": count,
+            "seconds": ours["floor"],
+            "rss_mib": None,
+            "note": "1,000 written, scaled",
+        },
+        {
+            "tool": "floor: same bytes from memory, write_file (fsync)",
+            "seeds": count,
+            "seconds": ours["fsync_floor"],
+            "rss_mib": None,
+            "note": "1,000 written, scaled",
+        },
+    ]
     trees = work / "batch-trees"
     for i in range(peer_count):
         write_tree(trees / f"{i:05d}", render(spec_from_data(typical_spec(i)), "nocloud"))
@@ -323,15 +445,23 @@ def bench_batch(count: int, peer_count: int, work: Path) -> list[dict[str, Any]]
     peer_out.mkdir()
     for tool in ("genisoimage -J -r", "cloud-localds", "xorriso -as mkisofs"):
         n = peer_count if not tool.startswith("xorriso") else max(1, peer_count // 4)
-        script = "\n".join(shlex.join(peer_commands("nocloud", trees / f"{i:05d}", peer_out / f"{i:05d}.iso")[tool])
-                           for i in range(n))
+        script = "\n".join(
+            shlex.join(peer_commands("nocloud", trees / f"{i:05d}", peer_out / f"{i:05d}.iso")[tool]) for i in range(n)
+        )
         script_file = work / "batch-peer.sh"
         script_file.write_text(script + "\n")
         t0 = time.perf_counter()
         subprocess.run(["bash", str(script_file)], check=True, capture_output=True)
         seconds = time.perf_counter() - t0
-        rows.append({"tool": tool, "seeds": n, "seconds": seconds, "rss_mib": None,
-                     "note": f"{n:,} specs from a bash loop; 10,000 would take ~{seconds * 10000 / n:,.0f} s"})
+        rows.append(
+            {
+                "tool": tool,
+                "seeds": n,
+                "seconds": seconds,
+                "rss_mib": None,
+                "note": f"{n:,} specs from a bash loop; 10,000 would take ~{seconds * 10000 / n:,.0f} s",
+            }
+        )
     return rows
 
 
@@ -351,8 +481,9 @@ def bench_cold(work: Path, quick: bool) -> list[dict[str, Any]]:
     # Bytecode cached as after an install (a host may set PYTHONDONTWRITEBYTECODE; then every
     # start compiles configdrive's sources again: the "no bytecode cache" row shows that cost).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(PYTHONPATH=f"{ROOT}{os.pathsep}{sysconfig.get_paths()['purelib']}",
-               PYTHONPYCACHEPREFIX=str(work / "pycache"))
+    env.update(
+        PYTHONPATH=f"{ROOT}{os.pathsep}{sysconfig.get_paths()['purelib']}", PYTHONPYCACHEPREFIX=str(work / "pycache")
+    )
     runs = 20 if quick else 100
     build = ["-m", "configdrive", "build", str(spec), "-o", str(work / "cold.iso")]
     # -S skips site's .pth hooks (the same modules come from PYTHONPATH): interpreter start-up
@@ -369,17 +500,30 @@ def bench_cold(work: Path, quick: bool) -> list[dict[str, Any]]:
     no_cache = dict(env, PYTHONDONTWRITEBYTECODE="1")
     del no_cache["PYTHONPYCACHEPREFIX"]
     runs_of = [(tool, cmd, env) for tool, cmd in cmds.items()]
-    runs_of.insert(2, ("python3 -m configdrive build (cold, sources compiled at every start)",
-                       cmds["python3 -m configdrive build (cold)"], no_cache))
+    runs_of.insert(
+        2,
+        (
+            "python3 -m configdrive build (cold, sources compiled at every start)",
+            cmds["python3 -m configdrive build (cold)"],
+            no_cache,
+        ),
+    )
     rows = []
     for tool, cmd, tool_env in runs_of:
         times = hyperfine(cmd, runs, work, tool_env)
-        rows.append({"tool": tool, "median_ms": statistics.median(times) * 1e3,
-                     "p95_ms": pct(times, 0.95) * 1e3, "rss_mib": peak_rss(cmd, work, tool_env) / 2**20})
+        rows.append(
+            {
+                "tool": tool,
+                "median_ms": statistics.median(times) * 1e3,
+                "p95_ms": pct(times, 0.95) * 1e3,
+                "rss_mib": peak_rss(cmd, work, tool_env) / 2**20,
+            }
+        )
     return rows
 
 
 # --- reporting ------------------------------------------------------------------------------------
+
 
 def machine() -> dict[str, str]:
     def out(cmd: list[str]) -> str:
@@ -387,8 +531,15 @@ def machine() -> dict[str, str]:
             return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
         except OSError:
             return "missing"
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": out(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
@@ -399,7 +550,8 @@ def machine() -> dict[str, str]:
         "genisoimage": out(["genisoimage", "--version"]).splitlines()[0],
         "xorriso": out(["xorriso", "-version"]).splitlines()[0],
         "cloud-localds": out(["dpkg-query", "-W", "-f", "cloud-image-utils ${Version}", "cloud-image-utils"]),
-        "openstacksdk": out([str(VENV_PYTHON), "-c", VERSION_PROBE]) if VENV_PYTHON.exists()
+        "openstacksdk": out([str(VENV_PYTHON), "-c", VERSION_PROBE])
+        if VENV_PYTHON.exists()
         else "not installed (run bench/setup.sh)",
         "hyperfine": out(["hyperfine", "--version"]),
     }
@@ -412,36 +564,57 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def render_report(info: dict[str, str], workloads: dict[str, list[dict[str, Any]]],
-                  batch: list[dict[str, Any]], cold: list[dict[str, Any]], loads: tuple[str, str]) -> str:
-    lines = ["# Benchmark results", "",
-             "Generated by `python3 bench/run.py`; do not edit by hand.", ""]
+def render_report(
+    info: dict[str, str],
+    workloads: dict[str, list[dict[str, Any]]],
+    batch: list[dict[str, Any]],
+    cold: list[dict[str, Any]],
+    loads: tuple[str, str],
+) -> str:
+    lines = ["# Benchmark results", "", "Generated by `python3 bench/run.py`; do not edit by hand.", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["- in-process times: median and p95 of single builds in a fresh worker process, GC on; "
-              "commands: hyperfine -N (no shell), 3 warm-up runs"]
+    lines += [
+        "- in-process times: median and p95 of single builds in a fresh worker process, GC on; "
+        "commands: hyperfine -N (no shell), 3 warm-up runs"
+    ]
     lines += [f"- load average (1/5/15 min) at start: {loads[0]}; at end: {loads[1]}", ""]
     for name, rows in workloads.items():
         base = rows[0]
-        lines += [f"## {name}", "",
-                  "| tool | median ms | p95 ms | runs | ISO bytes | size vs configdrive | time vs configdrive "
-                  "| peak RSS MiB | identical on rebuild | note |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            "| tool | median ms | p95 ms | runs | ISO bytes | size vs configdrive | time vs configdrive "
+            "| peak RSS MiB | identical on rebuild | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
         for r in rows:
             ident = "yes" if r["identical"] else "no"
-            lines.append(f"| {r['tool']} | {r['median_ms']:.3f} | {r['p95_ms']:.3f} | {r['runs']} | {r['size']:,} "
-                         f"| {r['size'] / base['size']:.2f}x | {r['median_ms'] / base['median_ms']:.1f}x "
-                         f"| {r['rss_mib']:.1f} | {ident} | {r['note']} |")
+            lines.append(
+                f"| {r['tool']} | {r['median_ms']:.3f} | {r['p95_ms']:.3f} | {r['runs']} | {r['size']:,} "
+                f"| {r['size'] / base['size']:.2f}x | {r['median_ms'] / base['median_ms']:.1f}x "
+                f"| {r['rss_mib']:.1f} | {ident} | {r['note']} |"
+            )
         stages = base["stages"]
         lines += ["", "configdrive median by stage: " + ", ".join(f"{k} {v:.3f} ms" for k, v in stages.items()), ""]
-    lines += ["## batch: distinct NoCloud seeds to files", "",
-              "| tool | seeds | seconds | seeds/s | time per seed ms | peak RSS MiB | note |",
-              "|---|---:|---:|---:|---:|---:|---|"]
+    lines += [
+        "## batch: distinct NoCloud seeds to files",
+        "",
+        "| tool | seeds | seconds | seeds/s | time per seed ms | peak RSS MiB | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
     for r in batch:
         rss = f"{r['rss_mib']:.1f}" if r["rss_mib"] is not None else ""
-        lines.append(f"| {r['tool']} | {r['seeds']:,} | {r['seconds']:.2f} | {r['seeds'] / r['seconds']:,.0f} "
-                     f"| {r['seconds'] / r['seeds'] * 1e3:.3f} | {rss} | {r['note']} |")
-    lines += ["", "## cold start: whole process, typical NoCloud seed", "",
-              "| command | median ms | p95 ms | peak RSS MiB |", "|---|---:|---:|---:|"]
+        lines.append(
+            f"| {r['tool']} | {r['seeds']:,} | {r['seconds']:.2f} | {r['seeds'] / r['seconds']:,.0f} "
+            f"| {r['seconds'] / r['seeds'] * 1e3:.3f} | {rss} | {r['note']} |"
+        )
+    lines += [
+        "",
+        "## cold start: whole process, typical NoCloud seed",
+        "",
+        "| command | median ms | p95 ms | peak RSS MiB |",
+        "|---|---:|---:|---:|",
+    ]
     lines += [f"| {r['tool']} | {r['median_ms']:.1f} | {r['p95_ms']:.1f} | {r['rss_mib']:.1f} |" for r in cold]
     lines += ["", "## targets (issue 10)", "", "| target | measured | verdict |", "|---|---:|---|"]
     nc, cd = workloads["nocloud-typical"], workloads["configdrive-full"]
@@ -454,19 +627,37 @@ def render_report(info: dict[str, str], workloads: dict[str, list[dict[str, Any]
     durable = batch[0]
     # (what, measured, limit, unit, "min" when the measured value must reach the limit)
     checks = [
-        ("typical NoCloud seed: genisoimage process / configdrive in-process >= 3x",
-         peer(nc, "genisoimage")["median_ms"] / nc[0]["median_ms"], 3.0, "x", "min"),
-        ("typical NoCloud seed: cloud-localds / configdrive in-process >= 15x",
-         peer(nc, "cloud-localds")["median_ms"] / nc[0]["median_ms"], 15.0, "x", "min"),
-        ("full config drive: genisoimage process / configdrive in-process >= 2x",
-         peer(cd, "genisoimage")["median_ms"] / cd[0]["median_ms"], 2.0, "x", "min"),
+        (
+            "typical NoCloud seed: genisoimage process / configdrive in-process >= 3x",
+            peer(nc, "genisoimage")["median_ms"] / nc[0]["median_ms"],
+            3.0,
+            "x",
+            "min",
+        ),
+        (
+            "typical NoCloud seed: cloud-localds / configdrive in-process >= 15x",
+            peer(nc, "cloud-localds")["median_ms"] / nc[0]["median_ms"],
+            15.0,
+            "x",
+            "min",
+        ),
+        (
+            "full config drive: genisoimage process / configdrive in-process >= 2x",
+            peer(cd, "genisoimage")["median_ms"] / cd[0]["median_ms"],
+            2.0,
+            "x",
+            "min",
+        ),
         ("NoCloud ISO <= 0.35x genisoimage's", nc[0]["size"] / peer(nc, "genisoimage")["size"], 0.35, "x", "max"),
-        ("config drive ISO <= 0.35x genisoimage's", cd[0]["size"] / peer(cd, "genisoimage")["size"], 0.35, "x",
-         "max"),
-        ("cold `configdrive build` <= 1.2x import floor", cold[0]["median_ms"] / floor["median_ms"], 1.2, "x",
-         "max"),
-        ("10,000 seeds written durably <= 2x building them in memory", durable["seconds"] / in_memory["seconds"],
-         2.0, "x", "max"),
+        ("config drive ISO <= 0.35x genisoimage's", cd[0]["size"] / peer(cd, "genisoimage")["size"], 0.35, "x", "max"),
+        ("cold `configdrive build` <= 1.2x import floor", cold[0]["median_ms"] / floor["median_ms"], 1.2, "x", "max"),
+        (
+            "10,000 seeds written durably <= 2x building them in memory",
+            durable["seconds"] / in_memory["seconds"],
+            2.0,
+            "x",
+            "max",
+        ),
     ]
     for what, value, limit, unit, kind in checks:
         met = value >= limit if kind == "min" else value <= limit

@@ -43,7 +43,7 @@ from configdrive.output import write_tree  # noqa: E402
 from configdrive.seed import build_seed  # noqa: E402
 
 TEMPLATE = (ROOT / "fixtures/specs/valid/example.yaml").read_text()
-FILES = "files:\n  - {path: /etc/motd, content: \"hello from the metadata service\\n\"}\n"
+FILES = 'files:\n  - {path: /etc/motd, content: "hello from the metadata service\\n"}\n'
 META = "/openstack/latest/meta_data.json"
 OS_VERSION = "2018-08-27"
 OS_FILES = ("meta_data.json", "user_data", "vendor_data.json", "vendor_data2.json", "network_data.json")
@@ -76,24 +76,48 @@ def kib(pid: int, field: str) -> int:
 
 # --- the service and nginx as processes -----------------------------------------------------------
 
+
 class Service:
-    def __init__(self, work: Path, specs: dict[str, str], leases: dict[str, str], port: int,
-                 socket_dir: bool = False, jobs: int = 1, workers: int = 1) -> None:
+    def __init__(
+        self,
+        work: Path,
+        specs: dict[str, str],
+        leases: dict[str, str],
+        port: int,
+        socket_dir: bool = False,
+        jobs: int = 1,
+        workers: int = 1,
+    ) -> None:
         self.work = work
         (work / "specs").mkdir(parents=True)
         for vm_id, text in specs.items():
             (work / "specs" / f"{vm_id}.yaml").write_text(text)
         (work / "leases.yaml").write_text("".join(f"{k}: {v}\n" for k, v in leases.items()))
-        cmd = [sys.executable, "-m", "configdrive", "serve", "--source", f"dir:{work / 'specs'}",
-               "--listen", f"127.0.0.1:{port}", "--leases", str(work / "leases.yaml"), "--no-access-log",
-               "--jobs", str(jobs), "--workers", str(workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "configdrive",
+            "serve",
+            "--source",
+            f"dir:{work / 'specs'}",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--leases",
+            str(work / "leases.yaml"),
+            "--no-access-log",
+            "--jobs",
+            str(jobs),
+            "--workers",
+            str(workers),
+        ]
         if socket_dir:
             cmd += ["--socket-dir", str(work / "socks")]
         self.log = work / "serve.log"
         self.started = time.monotonic()
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,
-                                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            self.process = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            )
 
     def wait_synced(self, timeout: float = 900) -> float:
         """Seconds from process start until the follower logged its initial sync done."""
@@ -130,8 +154,9 @@ http {{
     server {{ listen 127.0.0.1:{port}; root {root}; }}
 }}
 """)
-        self.process = subprocess.Popen(["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -156,9 +181,14 @@ def wait_http(port: int, path: str, timeout: float = 60, statuses: tuple[int, ..
 
 # --- throughput -----------------------------------------------------------------------------------
 
+
 def wrk(port: int, duration: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-                          f"http://127.0.0.1:{port}{META}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}{META}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
     assert p99 is not None, out
@@ -171,8 +201,7 @@ def throughput(work: Path, duration: int, rounds: int, connections: int) -> dict
     spec = spec_for("vm00000")
     servers = {
         "serve": Service(work / "tp-serve1", {"vm00000": spec}, {"vm00000": "127.0.0.1"}, 18180),
-        "serve --workers 2": Service(work / "tp-serve2", {"vm00000": spec}, {"vm00000": "127.0.0.1"}, 18184,
-                                     workers=2),
+        "serve --workers 2": Service(work / "tp-serve2", {"vm00000": spec}, {"vm00000": "127.0.0.1"}, 18184, workers=2),
     }
     www = work / "tp-www"
     write_tree(www, build_seed(spec.encode(), "configdrive").tree)
@@ -200,6 +229,7 @@ def throughput(work: Path, duration: int, rounds: int, connections: int) -> dict
 
 # --- boot storm -----------------------------------------------------------------------------------
 
+
 class Client:
     """cloud-init's requests as its ``readurl`` makes them: a new connection each, HTTP/1.1."""
 
@@ -208,8 +238,10 @@ class Client:
 
     async def get(self, path: str) -> tuple[int, bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port, local_addr=(self.source, 0))
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4\r\n"
-                     "Accept: */*\r\nConnection: close\r\n\r\n".encode())
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nUser-Agent: Cloud-Init/22.4\r\n"
+            "Accept: */*\r\nConnection: close\r\n\r\n".encode()
+        )
         raw = await reader.read()
         writer.close()
         self.requests += 1
@@ -267,8 +299,9 @@ def storm(work: Path, vms: int, workers: int) -> dict[str, object]:
     ids = [f"vm{i:05d}" for i in range(vms)]
     specs = {vm: spec_for(vm) for vm in ids}
     uuids = {vm: json.loads(build_seed(specs[vm].encode(), "configdrive").tree[META[1:]])["uuid"] for vm in ids}
-    service = Service(work / "storm", specs, {vm: source_of(i) for i, vm in enumerate(ids)}, 18182, jobs=2,
-                      workers=workers)
+    service = Service(
+        work / "storm", specs, {vm: source_of(i) for i, vm in enumerate(ids)}, 18182, jobs=2, workers=workers
+    )
     try:
         sync_s = service.wait_synced()
         wait_http(18182, META, statuses=(404,))  # the bench's own address is no VM's
@@ -285,11 +318,19 @@ def storm(work: Path, vms: int, workers: int) -> dict[str, object]:
         hwm = kib(service.process.pid, "VmHWM")
     finally:
         service.stop()
-    return {"vms": vms, "sync_s": sync_s, "elapsed_s": elapsed, "requests": sum(counts),
-            "per_vm": counts[0], "serve_hwm_kib": hwm, "workers": workers}
+    return {
+        "vms": vms,
+        "sync_s": sync_s,
+        "elapsed_s": elapsed,
+        "requests": sum(counts),
+        "per_vm": counts[0],
+        "serve_hwm_kib": hwm,
+        "workers": workers,
+    }
 
 
 # --- RSS ----------------------------------------------------------------------------------------------
+
 
 def rss(work: Path, vms: int, jobs: int) -> dict[str, object]:
     ids = [f"vm{i:05d}" for i in range(vms)]
@@ -303,8 +344,13 @@ def rss(work: Path, vms: int, jobs: int) -> dict[str, object]:
         count = len(os.listdir(sockets))
         time.sleep(1.0)
         pid = service.process.pid
-        result = {"vms": vms, "sync_s": sync_s, "sockets": count, "rss_kib": kib(pid, "VmRSS"),
-                  "hwm_kib": kib(pid, "VmHWM")}
+        result = {
+            "vms": vms,
+            "sync_s": sync_s,
+            "sockets": count,
+            "rss_kib": kib(pid, "VmRSS"),
+            "hwm_kib": kib(pid, "VmHWM"),
+        }
     finally:
         service.stop()
     return result
@@ -312,8 +358,14 @@ def rss(work: Path, vms: int, jobs: int) -> dict[str, object]:
 
 # --- report ------------------------------------------------------------------------------------------
 
-def report(args: argparse.Namespace, tp: dict[str, object], st: dict[str, object], rs: dict[str, object],
-           load: tuple[float, float]) -> str:
+
+def report(
+    args: argparse.Namespace,
+    tp: dict[str, object],
+    st: dict[str, object],
+    rs: dict[str, object],
+    load: tuple[float, float],
+) -> str:
     serve_rps, nginx_rps = float(tp["serve_rps"]), float(tp["nginx_rps"])  # type: ignore[arg-type]
     serve2_rps = float(tp["serve --workers 2_rps"])  # type: ignore[arg-type]
     rows = [
@@ -322,16 +374,28 @@ def report(args: argparse.Namespace, tp: dict[str, object], st: dict[str, object
         ("throughput, nginx serving the same file (worker_processes auto)", f"{nginx_rps:,.0f} req/s", ""),
         ("throughput ratio serve / nginx, 1 process", f"{serve_rps / nginx_rps:.2f}", ">= 0.5"),
         ("throughput ratio serve --workers 2 / nginx", f"{serve2_rps / nginx_rps:.2f}", ">= 0.5"),
-        ("p99 latency, serve / serve --workers 2 / nginx",
-         f"{tp['serve_p99_ms']:.1f} / {tp['serve --workers 2_p99_ms']:.1f} / {tp['nginx_p99_ms']:.1f} ms", "<= 20 ms"),
-        ("non-2xx answers (serve, serve --workers 2, nginx)",
-         f"{tp['serve_non2xx']:.0f} / {tp['serve --workers 2_non2xx']:.0f} / {tp['nginx_non2xx']:.0f}", "0"),
-        (f"boot storm: {st['vms']} VMs, cloud-init's OpenStack sequence, all at once ({st['workers']} process(es))",
-         f"{st['elapsed_s']:.1f} s", "<= 10 s"),
+        (
+            "p99 latency, serve / serve --workers 2 / nginx",
+            f"{tp['serve_p99_ms']:.1f} / {tp['serve --workers 2_p99_ms']:.1f} / {tp['nginx_p99_ms']:.1f} ms",
+            "<= 20 ms",
+        ),
+        (
+            "non-2xx answers (serve, serve --workers 2, nginx)",
+            f"{tp['serve_non2xx']:.0f} / {tp['serve --workers 2_non2xx']:.0f} / {tp['nginx_non2xx']:.0f}",
+            "0",
+        ),
+        (
+            f"boot storm: {st['vms']} VMs, cloud-init's OpenStack sequence, all at once ({st['workers']} process(es))",
+            f"{st['elapsed_s']:.1f} s",
+            "<= 10 s",
+        ),
         ("boot storm: requests (per VM)", f"{st['requests']:,} ({st['per_vm']})", ""),
         ("boot storm: initial sync of its store", f"{st['sync_s']:.1f} s", ""),
-        (f"RSS with {rs['vms']:,} VMs after the initial sync (VmRSS)", f"{int(rs['rss_kib']) / 1024:.0f} MiB",  # type: ignore[call-overload]
-         "<= 300 MB"),
+        (
+            f"RSS with {rs['vms']:,} VMs after the initial sync (VmRSS)",
+            f"{int(rs['rss_kib']) / 1024:.0f} MiB",  # type: ignore[call-overload]
+            "<= 300 MB",
+        ),
         ("peak RSS of the serve process (VmHWM)", f"{int(rs['hwm_kib']) / 1024:.0f} MiB", ""),  # type: ignore[call-overload]
         ("sockets in --socket-dir", f"{rs['sockets']:,}", ""),
         (f"initial sync of {rs['vms']:,} specs ({args.jobs} worker processes)", f"{rs['sync_s']:.1f} s", ""),
@@ -350,9 +414,12 @@ def report(args: argparse.Namespace, tp: dict[str, object], st: dict[str, object
         "| --- | --- | --- |",
         *[f"| {a} | {b} | {c} |" for a, b, c in rows],
         "",
-        "Rounds (req/s, p99 ms): " + "; ".join(
+        "Rounds (req/s, p99 ms): "
+        + "; ".join(
             f"{name} " + ", ".join(f"{r['rps']:,.0f}/{r['p99_ms']:.1f}" for r in rs_)  # type: ignore[attr-defined]
-            for name, rs_ in runs.items()) + ".",  # type: ignore[attr-defined]
+            for name, rs_ in runs.items()
+        )
+        + ".",  # type: ignore[attr-defined]
         "",
         "How: see the docstring of `bench/serve_bench.py`. nginx runs `worker_processes auto` (one per core);",
         "`serve` is one process (one event loop), or two with `--workers 2`; all share the two cores with wrk.",
@@ -379,8 +446,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, default=1, help="serve processes for the boot storm")
     parser.add_argument("--results", default=str(ROOT / "bench/RESULTS-serve.md"))
-    parser.add_argument("--only", choices=("throughput", "storm", "rss"),
-                        help="run one part and print it (writes no results file)")
+    parser.add_argument(
+        "--only", choices=("throughput", "storm", "rss"), help="run one part and print it (writes no results file)"
+    )
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -390,9 +458,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="configdrive-serve-bench-"))
     if args.only:
         try:
-            part = {"throughput": lambda: throughput(work, args.duration, args.rounds, args.connections),
-                    "storm": lambda: storm(work, args.storm_vms, args.workers),
-                    "rss": lambda: rss(work, args.rss_vms, args.jobs)}[args.only]()
+            part = {
+                "throughput": lambda: throughput(work, args.duration, args.rounds, args.connections),
+                "storm": lambda: storm(work, args.storm_vms, args.workers),
+                "rss": lambda: rss(work, args.rss_vms, args.jobs),
+            }[args.only]()
             print(json.dumps({k: v for k, v in part.items() if k != "runs"}))
         finally:
             shutil.rmtree(work, ignore_errors=True)

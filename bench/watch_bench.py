@@ -66,10 +66,26 @@ def start_etcd(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     client, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer}"
     with open(data_dir.parent / "etcd.log", "ab") as log:
         process = subprocess.Popen(
-            ["etcd", "--name", "bench", "--data-dir", str(data_dir), "--listen-client-urls", client,
-             "--advertise-client-urls", client, "--listen-peer-urls", peer_url,
-             "--initial-advertise-peer-urls", peer_url, "--initial-cluster", f"bench={peer_url}"],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                "etcd",
+                "--name",
+                "bench",
+                "--data-dir",
+                str(data_dir),
+                "--listen-client-urls",
+                client,
+                "--advertise-client-urls",
+                client,
+                "--listen-peer-urls",
+                peer_url,
+                "--initial-advertise-peer-urls",
+                peer_url,
+                "--initial-cluster",
+                f"bench={peer_url}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def healthy() -> bool:
         try:
@@ -92,8 +108,9 @@ class Watcher:
 
     def start(self) -> Watcher:
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            self.process = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            )
         return self
 
     def text(self) -> str:
@@ -221,8 +238,11 @@ def main() -> int:
         ("change -> ISO replaced, p99", f"{p99:.1f} ms", "< 50 ms"),
         ("change -> ISO replaced, max", f"{latencies[-1] if latencies else float('nan'):.1f} ms", ""),
         ("restart, nothing changed: process start -> synced", f"{restart_s:.2f} s", "< 5 s for 10,000 in etcd"),
-        ("restart, nothing changed: as logged", f"{restart_logged_s:.2f} s",
-         f"{skipped.group(1) if skipped else 0} specs not rebuilt"),
+        (
+            "restart, nothing changed: as logged",
+            f"{restart_logged_s:.2f} s",
+            f"{skipped.group(1) if skipped else 0} specs not rebuilt",
+        ),
         ("peak RSS, watcher process (VmHWM)", f"{peak_main / 1024:.0f} MiB", "< 150 MB"),
         ("peak RSS, watcher + sync workers (sampled)", f"{peak_total / 1024:.0f} MiB", ""),
     ]
@@ -237,7 +257,8 @@ def main() -> int:
         f"Measured {time.strftime('%Y-%m-%d')} on {machine}, {args.store} store, "
         f"{args.updates} sequential updates. Load average (1 min) before the run "
         f"{load_before:.2f}, after {os.getloadavg()[0]:.2f}: other work on the machine slows the "
-        "sync in proportion.\n\n" + "\n".join(table) + "\n")
+        "sync in proportion.\n\n" + "\n".join(table) + "\n"
+    )
     print(f"wrote {args.results}", file=sys.stderr)
     return 0
 

@@ -1,7 +1,7 @@
 """configdrive: one validated VM spec -> NoCloud and OpenStack config-drive seed ISOs.
 
-    spec = load_spec("vm.yaml")                 # SpecError lists every problem
-    write_file("seed.iso", build_iso(spec, "configdrive"))
+spec = load_spec("vm.yaml")                 # SpecError lists every problem
+write_file("seed.iso", build_iso(spec, "configdrive"))
 """
 
 from configdrive.errors import (

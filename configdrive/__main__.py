@@ -1,4 +1,5 @@
 """Entry point for ``python -m configdrive``."""
+
 from configdrive.cli import main
 
 raise SystemExit(main())

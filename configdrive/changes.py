@@ -37,13 +37,20 @@ class Rule:
 #: ``user_data.<key>`` / ``vendor_data.<key>`` rows are cloud-config keys; other keys of a
 #: cloud-config, and payloads that are not cloud-config, fall under ``user_data`` / ``vendor_data``.
 RULES: dict[str, Rule] = {
-    "instance_id": Rule("next-boot", "a new instance id: cloud-init treats the VM as new, runs every "
-                        "per-instance module again and regenerates the SSH host keys"),
+    "instance_id": Rule(
+        "next-boot",
+        "a new instance id: cloud-init treats the VM as new, runs every "
+        "per-instance module again and regenerates the SSH host keys",
+    ),
     "hostname": Rule("next-boot", "cloud-init sets the hostname and /etc/hosts on every boot"),
-    "ssh_authorized_keys": Rule("new-instance", "keys are installed once per instance; a removed key "
-                                "stays in authorized_keys even then"),
-    "network": Rule("new-instance", "network config is applied once per instance, unless the seed asks "
-                    "cloud-init to apply it on every boot (updates.network.when: [boot])"),
+    "ssh_authorized_keys": Rule(
+        "new-instance", "keys are installed once per instance; a removed key stays in authorized_keys even then"
+    ),
+    "network": Rule(
+        "new-instance",
+        "network config is applied once per instance, unless the seed asks "
+        "cloud-init to apply it on every boot (updates.network.when: [boot])",
+    ),
     "user_data": Rule("new-instance", "runcmd, scripts, packages, users and write_files run once per instance"),
     "user_data.bootcmd": Rule("next-boot", "bootcmd runs on every boot"),
     "vendor_data": Rule("new-instance", "vendor data runs once per instance, as user data does"),
@@ -105,21 +112,32 @@ def verdicts(fmt: Format, old: Mapping[str, str], new: Mapping[str, Any]) -> lis
     changed = changed_fields(old, summary(new))
     new_id = "instance_id" in changed and fmt.fixed_instance_id is None
     network_every_boot = "boot" in _network_update_events(new.get("vendor_data")) | _network_update_events(
-        new.get("user_data"))
+        new.get("user_data")
+    )
     out = []
     for name in changed:
         rule = RULES.get(name) or RULES[name.partition(".")[0]]
         applies, why = rule.same_id, rule.why
         if name == "instance_id" and fmt.fixed_instance_id is not None:
-            applies, why = "never", (f"cloud-init gives every {fmt.name} guest the instance id "
-                                     f"{fmt.fixed_instance_id!r}, whatever the seed says")
+            applies, why = (
+                "never",
+                (
+                    f"cloud-init gives every {fmt.name} guest the instance id "
+                    f"{fmt.fixed_instance_id!r}, whatever the seed says"
+                ),
+            )
         elif applies == "new-instance" and name == "network" and network_every_boot:
             applies, why = "next-boot", "the seed asks cloud-init to apply network config on every boot"
         elif applies == "new-instance" and new_id:
             applies, why = "next-boot", NEW_ID_WHY
         elif applies == "new-instance" and fmt.fixed_instance_id is not None:
-            applies, why = "never", (f"{rule.why}; cloud-init gives every {fmt.name} guest the same "
-                                     f"instance id {fmt.fixed_instance_id!r}, so that never happens again")
+            applies, why = (
+                "never",
+                (
+                    f"{rule.why}; cloud-init gives every {fmt.name} guest the same "
+                    f"instance id {fmt.fixed_instance_id!r}, so that never happens again"
+                ),
+            )
         out.append(Verdict(name, applies, why))
     return out
 

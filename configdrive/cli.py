@@ -54,13 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="configdrive", description="Build cloud-init seed ISOs (NoCloud, OpenStack config drive) "
-        "from one validated VM spec.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="configdrive",
+        description="Build cloud-init seed ISOs (NoCloud, OpenStack config drive) from one validated VM spec.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_, epilog=EXAMPLES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name, help=help_, description=help_, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         p.set_defaults(command=func)
         return p
 
@@ -83,12 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("iso", help="ISO file (ours or made by genisoimage, cloud-localds, Nova)")
     p.add_argument("--contents", action="store_true", help="include every file's text")
 
-    p = command("diff", _diff, "say what cloud-init will do at the next boot with the differences "
-                "between two seeds (exit 0: none, 1: some)")
+    p = command(
+        "diff",
+        _diff,
+        "say what cloud-init will do at the next boot with the differences between two seeds (exit 0: none, 1: some)",
+    )
     p.add_argument("old", help="spec file, seed ISO, or (with --store) a VM id")
     p.add_argument("new", help="spec file, seed ISO, or (with --store) a VM id")
-    p.add_argument("-f", "--format", choices=tuple(FORMATS), help="the format to compare specs in "
-                   f"(default: an ISO side's format, else {DEFAULT_FORMAT})")
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=tuple(FORMATS),
+        help=f"the format to compare specs in (default: an ISO side's format, else {DEFAULT_FORMAT})",
+    )
     p.add_argument("--store", metavar="URL", help="read sides that are not files from this spec store")
     p.add_argument("--json", action="store_true", help="a list of {field, applies, why} objects")
 
@@ -154,8 +165,13 @@ def _validate(args: argparse.Namespace) -> int:
             problems = list(err.problems)
         except InputError as err:
             problems = [{"path": "", "message": str(err)}]
-        results.append({"spec": source, "valid": not problems,
-                        "problems": [p if isinstance(p, dict) else p.as_dict() for p in problems]})
+        results.append(
+            {
+                "spec": source,
+                "valid": not problems,
+                "problems": [p if isinstance(p, dict) else p.as_dict() for p in problems],
+            }
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -209,8 +225,7 @@ def _diff(args: argparse.Namespace) -> int:
     formats = {format_of_label(image.label) for image in images.values()}
     if None in formats or len(formats) > 1 or (args.format and formats and formats != {get_format(args.format)}):
         labels = ", ".join(sorted({image.label for image in images.values()}))
-        print(f"configdrive: error: cannot compare seeds of different or unknown formats ({labels})",
-              file=sys.stderr)
+        print(f"configdrive: error: cannot compare seeds of different or unknown formats ({labels})", file=sys.stderr)
         return EXIT_INVALID
     fmt = next((f for f in formats if f is not None), None) or get_format(args.format or DEFAULT_FORMAT)
     if fmt.fields is None:
@@ -272,23 +287,38 @@ def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     _format_option(p)
     p.add_argument("--once", action="store_true", help="one full sync, then exit")
     p.add_argument("--keep-deleted", action="store_true", help="keep the ISO of a deleted spec")
-    p.add_argument("--qmp-map", metavar="FILE",
-                   help="YAML/JSON {vm-id: {socket: PATH, device: QDEV-ID, media: cdrom|disk}}: hot-swap "
-                   "the medium of these running VMs after each rebuild (re-read on SIGHUP)")
-    p.add_argument("--qmp-timeout", type=float, metavar="SECONDS",
-                   help="give up on a QMP connect or command after this long and retry later (default: 3)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="worker processes for a large sync (default: CPU count)")
+    p.add_argument(
+        "--qmp-map",
+        metavar="FILE",
+        help="YAML/JSON {vm-id: {socket: PATH, device: QDEV-ID, media: cdrom|disk}}: hot-swap "
+        "the medium of these running VMs after each rebuild (re-read on SIGHUP)",
+    )
+    p.add_argument(
+        "--qmp-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up on a QMP connect or command after this long and retry later (default: 3)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for a large sync (default: CPU count)"
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     p = command("put", _put, "validate a spec and write it to a store (nothing written if invalid)")
     p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
     p.add_argument("vm_id", help="VM id: the store key and the ISO's file name")
     p.add_argument("spec", help="spec file (YAML or JSON), or - for standard input")
-    p.add_argument("--expect-revision", type=int, metavar="REV",
-                   help="write only if the stored spec is still at REV (0: must not exist)")
-    _formats_option(p, "check that this format can express the spec (repeatable; default: every format "
-                    "but the narrow ones: " + ", ".join(CHECKED_BY_DEFAULT) + ")")
+    p.add_argument(
+        "--expect-revision",
+        type=int,
+        metavar="REV",
+        help="write only if the stored spec is still at REV (0: must not exist)",
+    )
+    _formats_option(
+        p,
+        "check that this format can express the spec (repeatable; default: every format "
+        "but the narrow ones: " + ", ".join(CHECKED_BY_DEFAULT) + ")",
+    )
 
     p = command("get", _get, "print a VM's spec as stored (its revision goes to stderr)")
     p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
@@ -297,8 +327,7 @@ def _store_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p = command("delete", _delete, "remove a VM's spec from a store")
     p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
     p.add_argument("vm_id")
-    p.add_argument("--expect-revision", type=int, metavar="REV",
-                   help="delete only if the stored spec is still at REV")
+    p.add_argument("--expect-revision", type=int, metavar="REV", help="delete only if the stored spec is still at REV")
 
     p = command("list", _list, "list the VM ids in a store with their revisions")
     p.add_argument("--store", required=True, metavar="URL", help=STORE_HELP)
@@ -316,11 +345,19 @@ def _watch(args: argparse.Namespace) -> int:
     from configdrive.sinks import seed_folder
     from configdrive.stores import open_store
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     store = open_store(args.source)
-    watch = seed_folder(store, args.out_dir, args.format, keep_deleted=args.keep_deleted,
-                        qmp_targets=_qmp_map(args.qmp_map), qmp_timeout=args.qmp_timeout, jobs=args.jobs)
+    watch = seed_folder(
+        store,
+        args.out_dir,
+        args.format,
+        keep_deleted=args.keep_deleted,
+        qmp_targets=_qmp_map(args.qmp_map),
+        qmp_timeout=args.qmp_timeout,
+        jobs=args.jobs,
+    )
 
     def on_hangup(signum: int, frame: object) -> None:
         if args.qmp_map:
@@ -409,8 +446,15 @@ def _list(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"revision": snapshot.revision, "specs": {
-            vm_id: record.revision for vm_id, record in sorted(snapshot.records.items())}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "revision": snapshot.revision,
+                    "specs": {vm_id: record.revision for vm_id, record in sorted(snapshot.records.items())},
+                },
+                indent=2,
+            )
+        )
     else:
         for vm_id, record in sorted(snapshot.records.items()):
             print(f"{vm_id}\t{record.revision}")

@@ -1,18 +1,18 @@
 """The configdrive exception tree; nothing else escapes the public API.
 
-    ConfigDriveError                 root: catch this to catch everything we raise
-     +-- SpecError                   the spec is invalid; .problems lists every Problem(path, message)
-     |    +-- FormatError            a valid spec that a format cannot express (problems name the format)
-     +-- UnknownFormatError          no format of that name; .name, .known
-     +-- InputError                  a user's file could not be read (missing, unreadable); .path
-     +-- IsoError                    an image could not be built or read; .path names the file
-     +-- OutputError                 a file could not be written safely; .path names the target
-     +-- StoreError                  a spec store failed; .revision is the last revision seen
-     |    +-- RevisionConflict       a compare-and-swap write lost to a concurrent writer
-     +-- QemuError                   qemu could not be probed or driven
-     |    +-- QmpError               qemu refused or failed a QMP command; .sent / .received
-     +-- ServeError                  the metadata service cannot start or reload (a --listen value,
-                                     the socket folder, the leases file)
+ConfigDriveError                 root: catch this to catch everything we raise
+ +-- SpecError                   the spec is invalid; .problems lists every Problem(path, message)
+ |    +-- FormatError            a valid spec that a format cannot express (problems name the format)
+ +-- UnknownFormatError          no format of that name; .name, .known
+ +-- InputError                  a user's file could not be read (missing, unreadable); .path
+ +-- IsoError                    an image could not be built or read; .path names the file
+ +-- OutputError                 a file could not be written safely; .path names the target
+ +-- StoreError                  a spec store failed; .revision is the last revision seen
+ |    +-- RevisionConflict       a compare-and-swap write lost to a concurrent writer
+ +-- QemuError                   qemu could not be probed or driven
+ |    +-- QmpError               qemu refused or failed a QMP command; .sent / .received
+ +-- ServeError                  the metadata service cannot start or reload (a --listen value,
+                                 the socket folder, the leases file)
 """
 
 from __future__ import annotations

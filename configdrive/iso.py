@@ -120,12 +120,12 @@ def pack_iso(tree: FileTree, label: str) -> bytes:
     names = iso9660_names(tree)
     iso = pycdlib.PyCdlib()
     try:
-        iso.new(interchange_level=3, vol_ident=label, app_ident_str="configdrive", joliet=3,
-                rock_ridge="1.09")
+        iso.new(interchange_level=3, vol_ident=label, app_ident_str="configdrive", joliet=3, rock_ridge="1.09")
         for path in sorted(names):  # a parent sorts before its children
             if path and path not in tree:
-                iso.add_directory(iso_path=names[path], rr_name=_leaf(path), joliet_path=f"/{path}",
-                                  file_mode=_DIR_MODE)
+                iso.add_directory(
+                    iso_path=names[path], rr_name=_leaf(path), joliet_path=f"/{path}", file_mode=_DIR_MODE
+                )
         first_of: dict[bytes, str] = {}  # contents -> ISO 9660 path of the file that holds them
         for path in sorted(tree):
             data = tree[path]
@@ -134,8 +134,14 @@ def pack_iso(tree: FileTree, label: str) -> bytes:
                 iso.add_hard_link(iso_old_path=first_of[data], joliet_new_path=f"/{path}")
             else:
                 first_of[data] = names[path]
-                iso.add_fp(io.BytesIO(data), len(data), iso_path=names[path], rr_name=_leaf(path),
-                           joliet_path=f"/{path}", file_mode=_FILE_MODE)
+                iso.add_fp(
+                    io.BytesIO(data),
+                    len(data),
+                    iso_path=names[path],
+                    rr_name=_leaf(path),
+                    joliet_path=f"/{path}",
+                    file_mode=_FILE_MODE,
+                )
         _pin_dates(iso, epoch)
         out = io.BytesIO()
         iso.write_fp(out)
@@ -145,7 +151,7 @@ def pack_iso(tree: FileTree, label: str) -> bytes:
     stamp = _volume_date(epoch)
     for sector in (16, 17):  # the primary and the Joliet volume descriptor
         at = sector * SECTOR + _VD_MODIFIED_AT
-        image[at:at + _VD_DATE_SIZE] = stamp
+        image[at : at + _VD_DATE_SIZE] = stamp
     return out.getvalue()
 
 
@@ -192,8 +198,15 @@ def _pin_dates(iso: Any, epoch: int) -> None:
 
 #: The times a Rock Ridge TF entry may carry (all 7-byte dates unless bit 7 of its flags is set,
 #: which pycdlib never sets for new records).
-_TF_TIMES = ("creation_time", "access_time", "modification_time", "attribute_change_time",
-             "backup_time", "expiration_time", "effective_time")
+_TF_TIMES = (
+    "creation_time",
+    "access_time",
+    "modification_time",
+    "attribute_change_time",
+    "backup_time",
+    "expiration_time",
+    "effective_time",
+)
 
 
 def looks_like_iso(path: str | os.PathLike[str]) -> bool:

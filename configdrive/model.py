@@ -12,7 +12,6 @@ FileTree = Mapping[str, bytes]
 InterfaceKind = Literal["ethernet", "bond", "vlan"]
 
 
-
 @dataclass(frozen=True)
 class Part:
     """One part of a MIME multipart user-data or vendor-data message."""

@@ -24,8 +24,13 @@ FILE_MODE = 0o600
 #: Mode of every folder configdrive creates.
 FOLDER_MODE = 0o700
 
-_KINDS = ((stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-          (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+_KINDS = (
+    (stat.S_ISDIR, "folder"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+)
 
 
 def check_target(path: str | os.PathLike[str]) -> None:

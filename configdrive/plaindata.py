@@ -55,8 +55,7 @@ def plain_data(data: Any, source: str | None = None) -> Any:
         if kind is None:
             values += 1
             if values > max_values:
-                raise stop(path, f"more than {max_values} values (shared lists and mappings counted "
-                                 "at every use)")
+                raise stop(path, f"more than {max_values} values (shared lists and mappings counted at every use)")
             return _plain_scalar(value, path, problems), 1, 0
         ident = id(value)
         if ident in open_ids:
@@ -150,8 +149,12 @@ def _plain_key(item: Any, walk: _Walk, problems: list[Problem]) -> Any:
         return _SKIP
     key = str.__str__(key)
     if not key.isascii() and not encodable(key):
-        problems.append(Problem(field_path(walk.path), f"mapping key {quote(key)} holds a lone surrogate "
-                                "(\\ud800-\\udfff), which no UTF-8 file can carry"))
+        problems.append(
+            Problem(
+                field_path(walk.path),
+                f"mapping key {quote(key)} holds a lone surrogate (\\ud800-\\udfff), which no UTF-8 file can carry",
+            )
+        )
         return _SKIP
     if key in walk.data:
         problems.append(Problem(field_path((*walk.path, key)), "is given twice (duplicate key)"))
@@ -167,8 +170,9 @@ def _plain_scalar(value: Any, path: tuple[Any, ...], problems: list[Problem]) ->
     if isinstance(value, str):
         text = str.__str__(value)
         if not text.isascii() and not encodable(text):
-            problems.append(Problem(field_path(path), "holds a lone surrogate (\\ud800-\\udfff), which no "
-                                    "UTF-8 file can carry"))
+            problems.append(
+                Problem(field_path(path), "holds a lone surrogate (\\ud800-\\udfff), which no UTF-8 file can carry")
+            )
         return text
     if isinstance(value, int):
         number = int.__int__(value)

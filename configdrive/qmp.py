@@ -84,11 +84,15 @@ class Monitor:
         """The medium of the removable device whose qdev id (or block backend) is ``device``."""
         for entry in self.execute("query-block"):
             qdev = entry.get("qdev") or ""
-            if device in (entry.get("device"), qdev) or qdev.endswith(f"/{device}") \
-                    or qdev.endswith(f"/{device}/virtio-backend"):
+            if (
+                device in (entry.get("device"), qdev)
+                or qdev.endswith(f"/{device}")
+                or qdev.endswith(f"/{device}/virtio-backend")
+            ):
                 inserted = entry.get("inserted")
-                return Medium(inserted.get("file") if inserted else None,
-                              bool(entry.get("locked")), bool(entry.get("tray_open")))
+                return Medium(
+                    inserted.get("file") if inserted else None, bool(entry.get("locked")), bool(entry.get("tray_open"))
+                )
         raise QmpError(f"{self.socket_path}: no block device {device!r}", sent="query-block")
 
     def close(self) -> None:
@@ -118,15 +122,21 @@ class Monitor:
         except ExecuteError as err:
             raise QmpError(f"{self.socket_path}: {what}: {err}", err.sent, err.received) from err
         except (asyncio.TimeoutError, TimeoutError) as err:
-            raise QmpError(f"{self.socket_path}: {what}: no answer within {self.timeout:g} s "
-                           "(qemu stopped or hung?)", sent) from err
+            raise QmpError(
+                f"{self.socket_path}: {what}: no answer within {self.timeout:g} s (qemu stopped or hung?)", sent
+            ) from err
         except (QMPError, OSError, EOFError) as err:
-            raise QmpError(f"{self.socket_path}: {what}: {err or type(err).__name__}",
-                           sent) from err
+            raise QmpError(f"{self.socket_path}: {what}: {err or type(err).__name__}", sent) from err
 
 
-def change_medium(target: QmpTarget, filename: str, attempts: int = 3, wait: float = 1.0,
-                  force: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Medium:
+def change_medium(
+    target: QmpTarget,
+    filename: str,
+    attempts: int = 3,
+    wait: float = 1.0,
+    force: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Medium:
     """Insert ``filename`` into ``target``'s CD device; the medium inserted afterwards.
 
     A locked tray is retried ``attempts`` times ``wait`` seconds apart (each try asks the guest
@@ -141,8 +151,14 @@ def change_medium(target: QmpTarget, filename: str, attempts: int = 3, wait: flo
             if forced and not force:
                 break
             try:
-                monitor.execute("blockdev-change-medium", id=target.device, filename=filename,
-                                format="raw", **{"read-only-mode": "read-only"}, force=forced)
+                monitor.execute(
+                    "blockdev-change-medium",
+                    id=target.device,
+                    filename=filename,
+                    format="raw",
+                    **{"read-only-mode": "read-only"},
+                    force=forced,
+                )
                 error = None
                 break
             except QmpError as err:
@@ -150,9 +166,12 @@ def change_medium(target: QmpTarget, filename: str, attempts: int = 3, wait: flo
                 if not _tray_problem(err):
                     break  # not a tray problem: retrying will not help
                 if not forced:
-                    log.warning("%s: the guest has locked the tray of %s (disc mounted?); "
-                                "%s", target.socket, target.device,
-                                f"retrying in {wait:.1f} s" if attempt < attempts else "forcing it")
+                    log.warning(
+                        "%s: the guest has locked the tray of %s (disc mounted?); %s",
+                        target.socket,
+                        target.device,
+                        f"retrying in {wait:.1f} s" if attempt < attempts else "forcing it",
+                    )
                     if attempt < attempts:
                         time.sleep(wait)
         after = monitor.medium(target.device)
@@ -161,8 +180,9 @@ def change_medium(target: QmpTarget, filename: str, attempts: int = 3, wait: flo
         if error is not None:
             raise error
         if after.file != filename:
-            raise QmpError(f"{target.socket}: {target.device} holds {after.file}, not {filename}",
-                           sent="blockdev-change-medium")
+            raise QmpError(
+                f"{target.socket}: {target.device} holds {after.file}, not {filename}", sent="blockdev-change-medium"
+            )
         return after
     finally:
         monitor.close()
@@ -180,10 +200,15 @@ def _tray_problem(err: QmpError) -> bool:
 
 def _reinsert(monitor: Monitor, target: QmpTarget, filename: str) -> Medium:
     """Never leave a VM without a medium: put ``filename`` back and close the tray."""
-    log.error("%s: %s has no medium after the change; inserting %s again",
-              target.socket, target.device, filename)
-    monitor.execute("blockdev-change-medium", id=target.device, filename=filename, format="raw",
-                    **{"read-only-mode": "read-only"}, force=True)
+    log.error("%s: %s has no medium after the change; inserting %s again", target.socket, target.device, filename)
+    monitor.execute(
+        "blockdev-change-medium",
+        id=target.device,
+        filename=filename,
+        format="raw",
+        **{"read-only-mode": "read-only"},
+        force=True,
+    )
     return monitor.medium(target.device)
 
 

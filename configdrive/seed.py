@@ -106,5 +106,3 @@ def _tree_hash(tree: FileTree, header: str) -> str:
     for data in first:  # insertion order: first occurrence order, fixed by the sorted paths
         digest.update(data)
     return digest.hexdigest()
-
-

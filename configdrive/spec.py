@@ -133,14 +133,24 @@ def _policy_problems(data: Mapping[str, Any]) -> list[Problem]:
 
     problems = []
     if data.get("instance_id_from") == "content" and "uuid" in data:
-        problems.append(Problem("instance_id_from", "content: cannot derive the instance id from the content "
-                                "when uuid is given (config-2's instance id is uuid): drop uuid"))
+        problems.append(
+            Problem(
+                "instance_id_from",
+                "content: cannot derive the instance id from the content "
+                "when uuid is given (config-2's instance id is uuid): drop uuid",
+            )
+        )
     vendor = data.get("vendor_data")
     if "updates" in data and isinstance(vendor, Mapping) and "updates" in vendor:
         problems.append(Problem("vendor_data.updates", "conflicts with the spec's updates: give it in one place"))
     elif "updates" in data and isinstance(vendor, str) and not vendor.startswith(tuple(TEXT_PAYLOAD_TYPES)):
-        problems.append(Problem("vendor_data", "cannot be combined with updates: give vendor data as a mapping, "
-                                "as parts, or as cloud-config, script or boothook text"))
+        problems.append(
+            Problem(
+                "vendor_data",
+                "cannot be combined with updates: give vendor data as a mapping, "
+                "as parts, or as cloud-config, script or boothook text",
+            )
+        )
     return problems
 
 
@@ -154,8 +164,12 @@ def _payload_problems(name: str, value: Any) -> list[Problem]:
         for i, part in enumerate(value):
             filename = part.get("filename")
             if filename is not None and (filename in (".", "..") or filename != filename.strip()):
-                problems.append(Problem(f"{name}[{i}].filename", f"{quote(filename)} is not a file name "
-                                        "(no '.', '..', or surrounding spaces)"))
+                problems.append(
+                    Problem(
+                        f"{name}[{i}].filename",
+                        f"{quote(filename)} is not a file name (no '.', '..', or surrounding spaces)",
+                    )
+                )
     limit = LIMITS["payload_bytes"]
     exact = True
     if isinstance(value, str):
@@ -170,8 +184,9 @@ def _payload_problems(name: str, value: Any) -> list[Problem]:
 
             size, exact = len(render_payload(_payload(value)) or b""), True
     if size > limit:
-        problems.append(Problem(name, f"larger than the {limit} byte limit as written "
-                                      f"({'' if exact else 'at least '}{size} bytes)"))
+        problems.append(
+            Problem(name, f"larger than the {limit} byte limit as written ({'' if exact else 'at least '}{size} bytes)")
+        )
     return problems
 
 
@@ -260,9 +275,11 @@ def _network_problems(net: Mapping[str, Any]) -> list[Problem]:
     bonded: dict[str, str] = {}
     defaults: dict[int, str] = {}
     devices = [dev for section, _ in _SECTIONS for dev in net.get(section, {}).values()]
-    for what, count in (("addresses", sum(len(d.get("addresses", ())) for d in devices)),
-                        ("routes", sum(len(d.get("routes", ())) for d in devices)),
-                        ("DNS servers", sum(len(d.get("nameservers", {}).get("addresses", ())) for d in devices))):
+    for what, count in (
+        ("addresses", sum(len(d.get("addresses", ())) for d in devices)),
+        ("routes", sum(len(d.get("routes", ())) for d in devices)),
+        ("DNS servers", sum(len(d.get("nameservers", {}).get("addresses", ())) for d in devices)),
+    ):
         if count > LIMITS["network_entries"]:
             # rendering network_data.json takes time in addresses x routes
             add(Problem("network", f"{count} {what} in all; at most {LIMITS['network_entries']}"))
@@ -295,16 +312,19 @@ def _network_problems(net: Mapping[str, Any]) -> list[Problem]:
                         bonded[member] = base
                 primary = dev.get("parameters", {}).get("primary")
                 if primary is not None and primary not in dev["interfaces"]:
-                    add(Problem(f"{base}.parameters.primary", f"{quote(primary)} is not one of this bond's "
-                                "interfaces"))
+                    add(Problem(f"{base}.parameters.primary", f"{quote(primary)} is not one of this bond's interfaces"))
             if section == "vlans" and dev["link"] not in ethernets and dev["link"] not in net.get("bonds", {}):
                 add(Problem(f"{base}.link", f"{quote(dev['link'])} is not an ethernet or bond defined in network"))
             problems += _l3_problems(base, dev, defaults)
     for member, bond in bonded.items():
         dev = ethernets[member]
         if any(k in dev for k in ("addresses", "dhcp4", "dhcp6", "routes", "nameservers")):
-            add(Problem(f"network.ethernets.{member}", f"is a member of {bond} and cannot have "
-                        "its own addresses, DHCP, routes or nameservers"))
+            add(
+                Problem(
+                    f"network.ethernets.{member}",
+                    f"is a member of {bond} and cannot have its own addresses, DHCP, routes or nameservers",
+                )
+            )
     return problems
 
 
@@ -329,8 +349,11 @@ def _l3_problems(base: str, dev: Mapping[str, Any], defaults: dict[int, str]) ->
             continue
         if "/" not in addr:
             add(Problem(where, f"{quote(addr)} needs a prefix length, e.g. {addr}/{iface.max_prefixlen}"))
-        elif iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1 \
-                and iface.version == 4:
+        elif (
+            iface.ip == iface.network.network_address
+            and iface.network.prefixlen < iface.max_prefixlen - 1
+            and iface.version == 4
+        ):
             add(Problem(where, f"{quote(addr)} is the network address, not a host address"))
         subnets.append(iface.network)
     for j, route in enumerate(dev.get("routes", [])):
@@ -349,7 +372,8 @@ def _l3_problems(base: str, dev: Mapping[str, Any], defaults: dict[int, str]) ->
             add(Problem(f"{where}.via", f"IPv{via.version} gateway for an IPv{to.version} destination"))
             continue
         dhcp = dev.get("dhcp4" if via.version == 4 else "dhcp6", False) or (
-            via.version == 6 and dev.get("accept-ra", False))
+            via.version == 6 and dev.get("accept-ra", False)
+        )
         link_local = via.version == 6 and via.is_link_local
         if not dhcp and not link_local and not any(via in net for net in subnets):
             add(Problem(f"{where}.via", f"gateway {via} is not on any subnet of this interface"))
@@ -393,7 +417,8 @@ def _build(data: Mapping[str, Any]) -> VMSpec:
     return VMSpec(
         instance_id=data["instance_id"],
         hostname=data["hostname"],
-        uuid=str(uuidlib.UUID(data["uuid"])) if "uuid" in data
+        uuid=str(uuidlib.UUID(data["uuid"]))
+        if "uuid" in data
         else str(uuidlib.uuid5(UUID_NAMESPACE, data["instance_id"])),
         fqdn=(fqdn[:-1] if fqdn.endswith(".") else fqdn) if fqdn else None,
         availability_zone=data.get("availability_zone"),
@@ -415,34 +440,37 @@ def _payload(value: Any) -> str | Mapping[str, Any] | tuple[Part, ...] | None:
 
 
 def _network(net: Mapping[str, Any]) -> Network:
-    names = {dev_id: dev.get("set-name", dev_id) for section, _ in _SECTIONS
-             for dev_id, dev in net.get(section, {}).items()}
+    names = {
+        dev_id: dev.get("set-name", dev_id) for section, _ in _SECTIONS for dev_id, dev in net.get(section, {}).items()
+    }
     interfaces = []
     for section, kind in _SECTIONS:
         for dev_id, dev in net.get(section, {}).items():
             routes = []
             for r in dev.get("routes", []):
                 via = ipaddress.ip_address(r["via"])
-                routes.append(Route(str(normalise_route_target(r["to"], via.version)), str(via),
-                                    r.get("metric")))
+                routes.append(Route(str(normalise_route_target(r["to"], via.version)), str(via), r.get("metric")))
             ns = dev.get("nameservers")
             mac = dev.get("match", {}).get("macaddress", dev.get("macaddress"))
-            interfaces.append(Interface(
-                id=dev_id,
-                kind=kind,  # type: ignore[arg-type]
-                name=names[dev_id],
-                macaddress=mac.lower() if mac else None,
-                addresses=tuple(str(ipaddress.ip_interface(a)) for a in dev.get("addresses", [])),
-                dhcp4=dev.get("dhcp4", False),
-                dhcp6=dev.get("dhcp6", False),
-                accept_ra=dev.get("accept-ra"),
-                routes=tuple(routes),
-                nameservers=Nameservers(tuple(ns.get("addresses", [])), tuple(ns.get("search", [])))
-                if ns else None,
-                mtu=dev.get("mtu"),
-                bond_interfaces=tuple(dev.get("interfaces", ())),
-                bond_parameters=dict(dev.get("parameters", {})),
-                vlan_id=dev.get("id") if kind == "vlan" else None,
-                vlan_link=dev.get("link"),
-            ))
+            interfaces.append(
+                Interface(
+                    id=dev_id,
+                    kind=kind,  # type: ignore[arg-type]
+                    name=names[dev_id],
+                    macaddress=mac.lower() if mac else None,
+                    addresses=tuple(str(ipaddress.ip_interface(a)) for a in dev.get("addresses", [])),
+                    dhcp4=dev.get("dhcp4", False),
+                    dhcp6=dev.get("dhcp6", False),
+                    accept_ra=dev.get("accept-ra"),
+                    routes=tuple(routes),
+                    nameservers=Nameservers(tuple(ns.get("addresses", [])), tuple(ns.get("search", [])))
+                    if ns
+                    else None,
+                    mtu=dev.get("mtu"),
+                    bond_interfaces=tuple(dev.get("interfaces", ())),
+                    bond_parameters=dict(dev.get("parameters", {})),
+                    vlan_id=dev.get("id") if kind == "vlan" else None,
+                    vlan_link=dev.get("link"),
+                )
+            )
     return Network(tuple(interfaces))

@@ -45,8 +45,7 @@ def _validator() -> Validator:
     schema = json.loads(schema_text())
     keywords = _short_message_keywords(ValidationError, Draft202012Validator.VALIDATORS["const"])
     types = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)
-    cls = cast("type[Validator]", cast(Callable[..., Any], extend)(Draft202012Validator, keywords,
-                                                                   type_checker=types))
+    cls = cast("type[Validator]", cast(Callable[..., Any], extend)(Draft202012Validator, keywords, type_checker=types))
     if _uses_keyword(schema, "format"):
         return cls(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     return cls(schema)
@@ -71,7 +70,7 @@ def schema_regex(pattern: str) -> re.Pattern[str]:
     while index < len(pattern):
         char = pattern[index]
         if char == "\\":
-            out.append(pattern[index:index + 2])
+            out.append(pattern[index : index + 2])
             index += 2
             continue
         if in_class:
@@ -117,9 +116,9 @@ def _short_message_keywords(error: type[ValidationError], const: Keyword) -> dic
 
     def sized(kind: str, too_long: bool, edge: int, at_edge: str, otherwise: str) -> Keyword:
         def check(validator: Any, limit: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
-            if validator.is_type(instance, kind) and (
-                    len(instance) > limit if too_long else len(instance) < limit):
+            if validator.is_type(instance, kind) and (len(instance) > limit if too_long else len(instance) < limit):
                 yield error(f"{quote(instance)} {at_edge if limit == edge else otherwise}")
+
         return check
 
     def type_(validator: Any, types: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
@@ -158,8 +157,13 @@ def _short_message_keywords(error: type[ValidationError], const: Keyword) -> dic
             yield error(f"{quote(instance)} should not be valid under {negated!r}")
 
     return {
-        "type": type_, "pattern": pattern, "enum": enum, "minimum": minimum, "maximum": maximum,
-        "anyOf": any_of, "not": not_,
+        "type": type_,
+        "pattern": pattern,
+        "enum": enum,
+        "minimum": minimum,
+        "maximum": maximum,
+        "anyOf": any_of,
+        "not": not_,
         "minLength": sized("string", False, 1, "should be non-empty", "is too short"),
         "maxLength": sized("string", True, 0, "is expected to be empty", "is too long"),
         "minItems": sized("array", False, 1, "should be non-empty", "is too short"),
@@ -202,8 +206,7 @@ def schema_check(data: Any) -> tuple[list[Problem], bool]:
                 error = best_match([error])
             problems += _problems_of(error)
     except Exception as err:  # input jsonschema cannot handle, e.g. a complex number
-        problems.append(Problem("", f"cannot be checked against the schema: {type(err).__name__}: "
-                                    f"{cut(str(err))}"))
+        problems.append(Problem("", f"cannot be checked against the schema: {type(err).__name__}: {cut(str(err))}"))
         return problems, False
     return list(dict.fromkeys(problems)), True  # required: each error names every missing field
 
@@ -219,9 +222,12 @@ def _problems_of(error: ValidationError) -> list[Problem]:
         # jsonschema names the extra keys only inside its message; find them as it does
         schema: Any = error.schema
         known, patterns = schema.get("properties", {}), schema.get("patternProperties", {})
-        return [Problem(field_path([*parts, extra]), "unknown field") for extra in instance
-                if extra not in known
-                and not (isinstance(extra, str) and any(schema_regex(p).search(extra) for p in patterns))]
+        return [
+            Problem(field_path([*parts, extra]), "unknown field")
+            for extra in instance
+            if extra not in known
+            and not (isinstance(extra, str) and any(schema_regex(p).search(extra) for p in patterns))
+        ]
     if error.validator == "not" and not parts:
         return [Problem("user_data_parts", "give either user_data or user_data_parts, not both")]
     return [Problem(field_path(parts), error.message)]

@@ -10,21 +10,40 @@ from configdrive.limits import CONTROL
 from configdrive.model import SSHKey
 from configdrive.specschema import quote
 
-SSH_KEY_TYPES = frozenset({
-    "ssh-rsa", "ssh-dss", "ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
-})
+SSH_KEY_TYPES = frozenset(
+    {
+        "ssh-rsa",
+        "ssh-dss",
+        "ssh-ed25519",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)
 
 #: NIST curves of ECDSA keys: name -> (field prime p, curve constant b, bytes per coordinate); a = -3.
 _CURVES = {
-    "nistp256": (2**256 - 2**224 + 2**192 + 2**96 - 1,
-                 int("5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B", 16), 32),
-    "nistp384": (2**384 - 2**128 - 2**96 + 2**32 - 1,
-                 int("B3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875A"
-                     "C656398D8A2ED19D2A85C8EDD3EC2AEF", 16), 48),
-    "nistp521": (2**521 - 1,
-                 int("0051953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF109E156193951EC7E937B1652"
-                     "C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00", 16), 66),
+    "nistp256": (
+        2**256 - 2**224 + 2**192 + 2**96 - 1,
+        int("5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B", 16),
+        32,
+    ),
+    "nistp384": (
+        2**384 - 2**128 - 2**96 + 2**32 - 1,
+        int("B3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875AC656398D8A2ED19D2A85C8EDD3EC2AEF", 16),
+        48,
+    ),
+    "nistp521": (
+        2**521 - 1,
+        int(
+            "0051953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF109E156193951EC7E937B1652"
+            "C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00",
+            16,
+        ),
+        66,
+    ),
 }
 
 
@@ -62,11 +81,11 @@ class _KeyBlob:
         left = len(self.raw) - self.pos
         if left < 4:
             raise ValueError(f"key data ends before the length of its {what}")
-        size = int.from_bytes(self.raw[self.pos:self.pos + 4], "big")
+        size = int.from_bytes(self.raw[self.pos : self.pos + 4], "big")
         if size > left - 4:
             raise ValueError(f"key data is cut short: its {what} claims {size} bytes, {left - 4} follow")
         self.pos += 4 + size
-        return self.raw[self.pos - size:self.pos]
+        return self.raw[self.pos - size : self.pos]
 
     def mpint(self, what: str) -> int:
         data = self.string(what)
@@ -91,8 +110,9 @@ def _check_key_blob(key_type: str, blob: _KeyBlob) -> None:
         if exponent < 3 or exponent % 2 == 0:
             raise ValueError("key data: its RSA exponent is not an odd number of at least 3")
         if not 1024 <= modulus.bit_length() <= 16384 or modulus % 2 == 0:
-            raise ValueError(f"key data: its RSA modulus is not an odd number of 1024 to 16384 bits "
-                             f"(it has {modulus.bit_length()})")
+            raise ValueError(
+                f"key data: its RSA modulus is not an odd number of 1024 to 16384 bits (it has {modulus.bit_length()})"
+            )
     elif key_type == "ssh-dss":
         p, q, g, y = (blob.mpint(f"DSA {name}") for name in "pqgy")
         if not (0 < q < p and 1 < g < p and 1 < y < p):
@@ -115,8 +135,9 @@ def _check_key_blob(key_type: str, blob: _KeyBlob) -> None:
 def _check_point(curve: str, point: bytes) -> None:
     p, b, size = _CURVES[curve]
     if len(point) != 1 + 2 * size or point[0] != 4:
-        raise ValueError(f"key data: its public point is not an uncompressed {curve} point "
-                         f"({1 + 2 * size} bytes starting with 04)")
-    x, y = int.from_bytes(point[1:1 + size], "big"), int.from_bytes(point[1 + size:], "big")
+        raise ValueError(
+            f"key data: its public point is not an uncompressed {curve} point ({1 + 2 * size} bytes starting with 04)"
+        )
+    x, y = int.from_bytes(point[1 : 1 + size], "big"), int.from_bytes(point[1 + size :], "big")
     if x >= p or y >= p or (y * y - x * x * x + 3 * x - b) % p:
         raise ValueError(f"key data: its public point is not on the curve {curve}")

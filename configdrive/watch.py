@@ -132,7 +132,7 @@ def _where(err: BaseException) -> str:
         return type(err).__name__
     frame = frames[-1]
     parts = Path(frame.filename).parts
-    short = "/".join(parts[parts.index("configdrive") + 1:] if "configdrive" in parts else parts[-2:])
+    short = "/".join(parts[parts.index("configdrive") + 1 :] if "configdrive" in parts else parts[-2:])
     return f"{type(err).__name__} at {short}:{frame.lineno}"
 
 
@@ -143,7 +143,7 @@ class Backoff:
         self.base, self.cap, self.failures = base, cap, 0
 
     def next(self) -> float:
-        delay = min(self.cap, self.base * 2 ** self.failures)
+        delay = min(self.cap, self.base * 2**self.failures)
         self.failures += 1
         return float(delay * random.uniform(0.5, 1.0))
 
@@ -155,8 +155,9 @@ class Follower:
     """Follows ``store``, builds each VM's seed with ``build`` and feeds ``sinks``; ``run()``
     until ``request_stop()``."""
 
-    def __init__(self, store: SpecStore, build: Builder, sinks: Sequence[Sink] = (), jobs: int = 1,
-                 progress_every: float = 2.0) -> None:
+    def __init__(
+        self, store: SpecStore, build: Builder, sinks: Sequence[Sink] = (), jobs: int = 1, progress_every: float = 2.0
+    ) -> None:
         self.store = store
         self.build = build
         self.sinks = list(sinks)
@@ -259,8 +260,14 @@ class Follower:
                 todo.append((vm_id, record.raw, record.revision, digest))
         if skipped:
             self.counts["skipped"] += skipped
-        log.info("%s: %d specs at revision %d, %d to build%s", why, len(snapshot.records),
-                 snapshot.revision, len(todo), f" ({skipped} built by an earlier run)" if skipped else "")
+        log.info(
+            "%s: %d specs at revision %d, %d to build%s",
+            why,
+            len(snapshot.records),
+            snapshot.revision,
+            len(todo),
+            f" ({skipped} built by an earlier run)" if skipped else "",
+        )
         self._each_sink("begin_sync")
         done, last_report, interrupted = 0, time.monotonic(), False
         try:
@@ -283,8 +290,13 @@ class Follower:
             del self.vms[vm_id]
         self.revision = max(self.revision, snapshot.revision)
         self._synced_once = True
-        log.info("%s done: %d specs in %.2f s (%s)", why, len(snapshot.records),
-                 time.monotonic() - started, _summary(self.counts))
+        log.info(
+            "%s done: %d specs in %.2f s (%s)",
+            why,
+            len(snapshot.records),
+            time.monotonic() - started,
+            _summary(self.counts),
+        )
 
     def _resumable(self) -> dict[str, str]:
         """Input digests that every sink still holds from an earlier run (a sink answering None
@@ -294,8 +306,7 @@ class Follower:
             try:
                 answer = sink.resumable()
             except Exception as err:  # noqa: BLE001 - a sink's bug costs a rebuild, not the watcher
-                log.error("%s: cannot tell what it holds (%s); rebuilding everything",
-                          type(sink).__name__, _where(err))
+                log.error("%s: cannot tell what it holds (%s); rebuilding everything", type(sink).__name__, _where(err))
                 return {}
             if answer is not None:
                 answers.append(answer)
@@ -317,8 +328,9 @@ class Follower:
         from concurrent.futures import Future, ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
-        chunks = [[(raw, vm_id) for vm_id, raw, _revision, _digest in todo[i:i + CHUNK]]
-                  for i in range(0, len(todo), CHUNK)]
+        chunks = [
+            [(raw, vm_id) for vm_id, raw, _revision, _digest in todo[i : i + CHUNK]] for i in range(0, len(todo), CHUNK)
+        ]
         done = 0
         # spawn, not fork: the etcd client runs gRPC threads that a fork would copy mid-flight.
         with ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -337,8 +349,11 @@ class Follower:
                         done += 1
                         yield outcome
             except BrokenProcessPool:
-                log.error("a worker process died (killed, or crashed in a C extension); "
-                          "building the remaining %d seeds in this process", len(todo) - done)
+                log.error(
+                    "a worker process died (killed, or crashed in a C extension); "
+                    "building the remaining %d seeds in this process",
+                    len(todo) - done,
+                )
             finally:
                 pool.shutdown(cancel_futures=True)
         for vm_id, raw, _revision, _digest in todo[done:]:
@@ -381,14 +396,24 @@ class Follower:
             state.revision, state.failed_input = revision, digest
             if outcome.kind == "invalid":
                 # Paths only: a problem's message may quote the offending value (a key, user-data).
-                log.log(level, "%s: invalid spec at revision %d (%s), keeping the last good seed; "
-                        "problems at: %s", vm_id, revision, why,
-                        ", ".join(p.path or "<spec>" for p in outcome.problems))
+                log.log(
+                    level,
+                    "%s: invalid spec at revision %d (%s), keeping the last good seed; problems at: %s",
+                    vm_id,
+                    revision,
+                    why,
+                    ", ".join(p.path or "<spec>" for p in outcome.problems),
+                )
                 log.debug("%s: problems: %s", vm_id, "; ".join(map(str, outcome.problems)))
             else:
-                log.log(logging.DEBUG if level == logging.DEBUG else logging.ERROR,
-                        "%s: cannot build the seed at revision %d (%s): %s; keeping the last good seed",
-                        vm_id, revision, why, outcome.reason)
+                log.log(
+                    logging.DEBUG if level == logging.DEBUG else logging.ERROR,
+                    "%s: cannot build the seed at revision %d (%s): %s; keeping the last good seed",
+                    vm_id,
+                    revision,
+                    why,
+                    outcome.reason,
+                )
             return
         self.counts["built"] += 1
         log.debug("%s: built its seed (%s, revision %d)", vm_id, why, revision)
@@ -404,8 +429,7 @@ class Follower:
                 call(*args)
             except Exception as err:  # noqa: BLE001 - the per-VM (and per-sink) boundary
                 self.counts["sink failed"] += 1
-                log.error("%s%s.%s failed: %s", f"{vm_id}: " if vm_id else "", type(sink).__name__,
-                          method, _where(err))
+                log.error("%s%s.%s failed: %s", f"{vm_id}: " if vm_id else "", type(sink).__name__, method, _where(err))
 
 
 def _summary(counts: Counter[str]) -> str:

@@ -28,8 +28,9 @@ def parse_document(raw: bytes | str, source: str | None = None, *, max_values: i
         try:
             raw = raw.encode()
         except UnicodeEncodeError as err:
-            raise SpecError([Problem("", f"spec text cannot be encoded as UTF-8 ({err.reason} at "
-                                         f"character {err.start})")], source) from None
+            raise SpecError(
+                [Problem("", f"spec text cannot be encoded as UTF-8 ({err.reason} at character {err.start})")], source
+            ) from None
     if len(raw) > LIMITS["spec_bytes"]:
         raise SpecError([Problem("", f"spec is larger than {LIMITS['spec_bytes']} bytes")], source)
     composer = _Composer(LIMITS["values"] if max_values is None else max_values)
@@ -137,8 +138,7 @@ class _Composer:
                 self.documents += 1
                 if self.documents > 1:
                     line = event.start_mark.line + 1 if event.start_mark else "?"
-                    raise _Stop(Problem("", f"a second YAML document starts at line {line}: "
-                                            "a spec is one document"))
+                    raise _Stop(Problem("", f"a second YAML document starts at line {line}: a spec is one document"))
             elif kind is ev.StreamEndEvent or event is None:
                 return self.root
 
@@ -156,13 +156,19 @@ class _Composer:
     def count(self, values: int) -> None:
         self.values += values
         if self.values > self.max_values:
-            raise _Stop(Problem(field_path(self.here()), f"more than {self.max_values} values with "
-                                "aliases expanded (an alias bomb, or a spec too large to check)"))
+            raise _Stop(
+                Problem(
+                    field_path(self.here()),
+                    f"more than {self.max_values} values with "
+                    "aliases expanded (an alias bomb, or a spec too large to check)",
+                )
+            )
 
     def deep(self, height: int) -> None:
         if len(self.stack) + height > self.max_depth:
-            raise _Stop(Problem(field_path(self.here()), f"nested deeper than {self.max_depth} "
-                                "levels of lists and mappings"))
+            raise _Stop(
+                Problem(field_path(self.here()), f"nested deeper than {self.max_depth} levels of lists and mappings")
+            )
 
     def refuse(self, message: str, path: tuple[Any, ...] | None = None) -> None:
         self.problems.append(Problem(field_path(self.here() if path is None else path), message))
@@ -176,8 +182,10 @@ class _Composer:
 
     def start(self, event: Any, mapping: bool) -> None:
         if event.tag not in (None, "!", _MAP if mapping else _SEQ):
-            self.refuse(f"YAML tag {_short_tag(event.tag)} is not allowed on a "
-                        f"{'mapping' if mapping else 'list'} (allowed: {_ALLOWED_TAGS})")
+            self.refuse(
+                f"YAML tag {_short_tag(event.tag)} is not allowed on a "
+                f"{'mapping' if mapping else 'list'} (allowed: {_ALLOWED_TAGS})"
+            )
         self.deep(1)
         self.count(1)
         if event.anchor is not None:
@@ -199,12 +207,16 @@ class _Composer:
 
     def alias(self, event: Any) -> None:
         if event.anchor not in self.anchors:
-            raise _Stop(Problem(field_path(self.here()), f"alias *{cut(event.anchor)} names no anchor "
-                                "defined before it"))
+            raise _Stop(
+                Problem(field_path(self.here()), f"alias *{cut(event.anchor)} names no anchor defined before it")
+            )
         target = self.anchors[event.anchor]
         if target is None:
-            raise _Stop(Problem(field_path(self.here()), f"alias *{cut(event.anchor)} is inside the "
-                                "value it names (circular data)"))
+            raise _Stop(
+                Problem(
+                    field_path(self.here()), f"alias *{cut(event.anchor)} is inside the value it names (circular data)"
+                )
+            )
         value, size, height = target
         self.deep(height)
         self.count(size)
@@ -277,8 +289,12 @@ class _Composer:
             return None, False
         if tag == _TIMESTAMP and explicit:
             tag = None  # an explicit !!timestamp is refused below; a plain date is fine
-        method = {_INT: "construct_yaml_int", _FLOAT: "construct_yaml_float", _BOOL: "construct_yaml_bool",
-                  _TIMESTAMP: "construct_yaml_timestamp"}.get(tag or "")
+        method = {
+            _INT: "construct_yaml_int",
+            _FLOAT: "construct_yaml_float",
+            _BOOL: "construct_yaml_bool",
+            _TIMESTAMP: "construct_yaml_timestamp",
+        }.get(tag or "")
         if method is None:
             self.refuse(f"YAML tag {_short_tag(event.tag)} is not allowed (allowed: {_ALLOWED_TAGS})")
             return None, False
@@ -299,7 +315,7 @@ _LONG_INT = re.compile(r"[-+]?(?:0b[0-1_]+|0x[0-9a-fA-F_]+|0[0-7_]+|0|[1-9][0-9_
 
 def _short_tag(tag: str | None) -> str:
     text = str(tag)
-    return "!!" + text[len(_CORE):] if text.startswith(_CORE) else cut(text)
+    return "!!" + text[len(_CORE) :] if text.startswith(_CORE) else cut(text)
 
 
 def encodable(text: str) -> bool:

@@ -48,8 +48,13 @@ def test_same_spec_has_no_changes(fmt: str) -> None:
 @pytest.mark.parametrize("fmt", COMPARABLE)
 def test_same_instance_id(fmt: str) -> None:
     user_data = dict(EXAMPLE["user_data"], bootcmd=[["echo", "boot"]], runcmd=[["echo", "changed"]])
-    new = _changed(ssh_authorized_keys=EXAMPLE["ssh_authorized_keys"][:1], user_data=user_data,
-                   meta={"role": "db"}, hostname="web2", fqdn="web2.example.org")
+    new = _changed(
+        ssh_authorized_keys=EXAMPLE["ssh_authorized_keys"][:1],
+        user_data=user_data,
+        meta={"role": "db"},
+        hostname="web2",
+        fqdn="web2.example.org",
+    )
     assert _verdicts(fmt, new) == {
         "hostname": "next-boot",
         "meta": "never",
@@ -61,8 +66,9 @@ def test_same_instance_id(fmt: str) -> None:
 
 @pytest.mark.parametrize("fmt", COMPARABLE)
 def test_new_instance_id_applies_everything_per_instance(fmt: str) -> None:
-    new = _changed(instance_id="iid-other", ssh_authorized_keys=EXAMPLE["ssh_authorized_keys"][:1],
-                   availability_zone="zone-b")
+    new = _changed(
+        instance_id="iid-other", ssh_authorized_keys=EXAMPLE["ssh_authorized_keys"][:1], availability_zone="zone-b"
+    )
     got = _verdicts(fmt, new)
     assert got == {"instance_id": "next-boot", "ssh_authorized_keys": "next-boot", "availability_zone": "never"}
 
@@ -99,8 +105,9 @@ def test_every_changed_field_has_a_rule() -> None:
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "configdrive", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "configdrive", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 @pytest.mark.parametrize("fmt", COMPARABLE)
@@ -117,8 +124,9 @@ def test_cli_compares_specs_isos_and_store_entries(tmp_path: Path, fmt: str) -> 
         result = run("diff", str(left), str(right), "--json", *extra)
         assert result.returncode == 1, result.stderr
         verdict = json.loads(result.stdout)
-        assert verdict == [{"field": "ssh_authorized_keys", "applies": "new-instance",
-                            "why": RULES["ssh_authorized_keys"].why}]
+        assert verdict == [
+            {"field": "ssh_authorized_keys", "applies": "new-instance", "why": RULES["ssh_authorized_keys"].why}
+        ]
         assert "AAAA" not in result.stdout + result.stderr  # no key material
     same = run("diff", str(iso), str(old))
     assert same.returncode == 0 and same.stdout == ""
@@ -142,9 +150,13 @@ def test_cli_diff_refuses_bad_input(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", COMPARABLE)
 def test_multipart_user_data_is_compared_part_by_part(fmt: str) -> None:
     def parts(label: str, script: str) -> list[dict[str, str]]:
-        return [{"content_type": "text/cloud-config",
-                 "content": f"#cloud-config\nbootcmd: [echo {label}]\nruncmd: [echo {label}]\n"},
-                {"content_type": "text/x-shellscript", "content": f"#!/bin/sh\necho {script}\n", "filename": "a.sh"}]
+        return [
+            {
+                "content_type": "text/cloud-config",
+                "content": f"#cloud-config\nbootcmd: [echo {label}]\nruncmd: [echo {label}]\n",
+            },
+            {"content_type": "text/x-shellscript", "content": f"#!/bin/sh\necho {script}\n", "filename": "a.sh"},
+        ]
 
     base = _changed(user_data=None, user_data_parts=parts("one", "one"))
     form = FORMATS[fmt]
@@ -156,7 +168,9 @@ def test_multipart_user_data_is_compared_part_by_part(fmt: str) -> None:
         return {v.field: v.applies for v in verdicts(form, old, form.fields(build_seed(new, fmt).tree))}
 
     assert got(_changed(user_data=None, user_data_parts=parts("two", "one"))) == {
-        "user_data.bootcmd": "next-boot", "user_data.runcmd": "new-instance"}
+        "user_data.bootcmd": "next-boot",
+        "user_data.runcmd": "new-instance",
+    }
     assert got(_changed(user_data=None, user_data_parts=parts("one", "two"))) == {"user_data": "new-instance"}
 
 
@@ -165,14 +179,23 @@ def test_a_fixed_instance_id_format_from_real_seeds(fmt: str) -> None:
     form = FORMATS[fmt]
     assert form.fields is not None
     old = summary(form.fields(build_seed(STATIC, fmt).tree))
-    new = dict(STATIC, instance_id="iid-other", hostname="db2", fqdn="db2.example.org",
-               ssh_authorized_keys=[*STATIC["ssh_authorized_keys"], EXAMPLE["ssh_authorized_keys"][1]])
+    new = dict(
+        STATIC,
+        instance_id="iid-other",
+        hostname="db2",
+        fqdn="db2.example.org",
+        ssh_authorized_keys=[*STATIC["ssh_authorized_keys"], EXAMPLE["ssh_authorized_keys"][1]],
+    )
     got = {v.field: v.applies for v in verdicts(form, old, form.fields(build_seed(new, fmt).tree))}
     assert got == {"hostname": "next-boot", "ssh_authorized_keys": "never"}  # the id never changes
 
 
-@given(st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,10}", fullmatch=True),
-                       st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)))))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Z][A-Z0-9_]{0,10}", fullmatch=True),
+        st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",))),
+    )
+)
 def test_opennebula_context_reads_back_what_was_written(variables: dict[str, str]) -> None:
     from configdrive.render.opennebula import read_context, render_context
 

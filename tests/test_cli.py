@@ -20,8 +20,14 @@ INVALID = FIXTURES / "specs/invalid/bad-addresses.yaml"
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "configdrive", *args], capture_output=True, text=True,
-                          cwd=ROOT, input=stdin.decode() if stdin else None, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "configdrive", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        input=stdin.decode() if stdin else None,
+        timeout=60,
+    )
 
 
 def _invalid_spec(tmp_path: Path) -> Path:
@@ -79,8 +85,9 @@ def test_validate_json_lists_problems_per_spec(tmp_path: Path) -> None:
     assert result.returncode == 2
     report = json.loads(result.stdout)
     assert [r["valid"] for r in report] == [True, False]
-    assert {"path": "hostname", "message": "'not_valid' is not a valid host name (RFC 1123 label)"} \
-        in report[1]["problems"]
+    assert {"path": "hostname", "message": "'not_valid' is not a valid host name (RFC 1123 label)"} in report[1][
+        "problems"
+    ]
     assert run("validate", str(EXAMPLE), "-f", "nocloud", "-f", "configdrive").returncode == 0
 
 
@@ -122,12 +129,20 @@ def test_help_has_examples() -> None:
 def test_build_does_not_import_heavy_or_unused_modules(tmp_path: Path) -> None:
     # Never -o /dev/null: as root, the atomic rename once replaced the host's /dev/null (issue 12).
     out = tmp_path / "seed.iso"
-    code = (f"import sys, runpy; sys.argv=['configdrive','build','-','-o',{str(out)!r}];\n"
-            "try: runpy.run_module('configdrive', run_name='__main__')\n"
-            "except SystemExit as stop: print('exit', stop.code)\n"
-            "print(','.join(m for m in ('etcd3','grpc','qemu.qmp','jsonschema') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], input="instance_id: i\nhostname: h\n",
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    code = (
+        f"import sys, runpy; sys.argv=['configdrive','build','-','-o',{str(out)!r}];\n"
+        "try: runpy.run_module('configdrive', run_name='__main__')\n"
+        "except SystemExit as stop: print('exit', stop.code)\n"
+        "print(','.join(m for m in ('etcd3','grpc','qemu.qmp','jsonschema') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        input="instance_id: i\nhostname: h\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.stdout.startswith("exit 0\n"), result.stdout + result.stderr
     data = out.read_bytes()
     assert data[:32768] == bytes(32768) and data[32768:32774] == b"\x01CD001"  # system area, then the PVD
@@ -135,26 +150,32 @@ def test_build_does_not_import_heavy_or_unused_modules(tmp_path: Path) -> None:
 
 
 LIBRARIES = ("pycdlib", "jsonschema", "yaml", "etcd3", "grpc", "qemu.qmp")
-IMPORT_PROBE = ("import sys, runpy; sys.argv=['configdrive', *sys.argv[1:]]\n"
-                "try: runpy.run_module('configdrive', run_name='__main__')\n"
-                "except SystemExit: pass\n"
-                f"print('loaded:', ','.join(m for m in {LIBRARIES!r} if m in sys.modules), file=sys.stderr)")
+IMPORT_PROBE = (
+    "import sys, runpy; sys.argv=['configdrive', *sys.argv[1:]]\n"
+    "try: runpy.run_module('configdrive', run_name='__main__')\n"
+    "except SystemExit: pass\n"
+    f"print('loaded:', ','.join(m for m in {LIBRARIES!r} if m in sys.modules), file=sys.stderr)"
+)
 
 
-@pytest.mark.parametrize(("argv", "allowed"), [
-    (["--help"], set()),
-    (["schema"], set()),
-    (["list", "--store", "dir:{tmp}"], set()),
-    (["get", "--store", "dir:{tmp}", "vm1"], set()),
-    (["inspect", "{iso}"], {"pycdlib", "yaml"}),
-    (["build", "{spec}", "-o", "{tmp}/out.iso"], {"pycdlib", "jsonschema", "yaml"}),
-])
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [
+        (["--help"], set()),
+        (["schema"], set()),
+        (["list", "--store", "dir:{tmp}"], set()),
+        (["get", "--store", "dir:{tmp}", "vm1"], set()),
+        (["inspect", "{iso}"], {"pycdlib", "yaml"}),
+        (["build", "{spec}", "-o", "{tmp}/out.iso"], {"pycdlib", "jsonschema", "yaml"}),
+    ],
+)
 def test_commands_import_only_the_libraries_they_use(tmp_path: Path, argv: list[str], allowed: set[str]) -> None:
     iso = tmp_path / "seed.iso"
     iso.write_bytes(configdrive.build_iso(configdrive.load_spec(EXAMPLE)))
     args = [a.format(tmp=tmp_path, iso=iso, spec=EXAMPLE) for a in argv]
-    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True,
-                            cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     loaded = set(result.stderr.rpartition("loaded: ")[2].strip().split(",")) - {""}
     assert loaded <= allowed, result.stderr
     if argv[0] == "build":

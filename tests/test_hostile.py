@@ -95,6 +95,7 @@ def text(body: str, head: str = HEAD) -> Callable[[], bytes]:
     def make() -> bytes:
         spec = re.sub("«(.)\\*([0-9]+)»", lambda m: m[1] * int(m[2]), head + body)
         return spec.encode("utf-8", "surrogatepass")
+
     return make
 
 
@@ -125,26 +126,48 @@ def alias_bombs() -> Iterator[Case]:
         yield refused("alias-bomb", f"user_data-{levels}x{width}", "user_data:\n" + bomb(levels, width), "user_data")
     # 11,110 values defined (within the limit), then one more use of the biggest crosses it there
     defined = "bombs:\n" + bomb(4, 10)
-    for path, use in (("hostname", "hostname: *b3"), ("meta.k", "meta: {k: *b3}"),
-                      ("ssh_authorized_keys[0]", "ssh_authorized_keys: [*b3]"),
-                      ("files[0].content", "files: [{path: /x, content: *b3}]"), ("network", "network: *b3"),
-                      ("vendor_data.k", "vendor_data: {k: *b3}"), ("user_data", "user_data: [*b3, *b3]")):
+    for path, use in (
+        ("hostname", "hostname: *b3"),
+        ("meta.k", "meta: {k: *b3}"),
+        ("ssh_authorized_keys[0]", "ssh_authorized_keys: [*b3]"),
+        ("files[0].content", "files: [{path: /x, content: *b3}]"),
+        ("network", "network: *b3"),
+        ("vendor_data.k", "vendor_data: {k: *b3}"),
+        ("user_data", "user_data: [*b3, *b3]"),
+    ):
         head = "instance_id: i\n" if path == "hostname" else HEAD
         yield refused("alias-bomb", f"used-in-{path}", defined + use + "\n", path, head=head)
     yield refused("alias-bomb", "as-mapping-key", "user_data:\n" + bomb(9, 10) + "  ? *b8\n  : v\n", "user_data")
     merges = "user_data:\n  m0: &m0 {a: 1, b: 2}\n" + "".join(
-        f"  m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], k{i}: 1}}\n" for i in range(1, 30))
+        f"  m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}], k{i}: 1}}\n" for i in range(1, 30)
+    )
     yield refused("alias-bomb", "merge-keys", merges, "user_data")
     # few values, much text: a 1 MiB string repeated by aliases (YAML writes strings in full)
     string = f"x: &s '{rep('x', MIB)}'\n"
-    yield refused("alias-bomb", "string-repeats-user_data", string + "user_data: {list: [" + ", ".join(["*s"] * 40)
-                  + "]}\n", "user_data")
-    yield refused("alias-bomb", "string-repeats-meta", string + "meta: {"
-                  + ", ".join(f"k{i}: *s" for i in range(100)) + "}\n", "meta.k0", "meta.k99")
-    yield refused("alias-bomb", "string-repeats-keys", string + "ssh_authorized_keys: ["
-                  + ", ".join(["*s"] * 100) + "]\n", "ssh_authorized_keys[0]")
-    yield legal("alias-bomb", "small-anchors-legal", "user_data:\n  base: &b {packages: [a, b]}\n  again: *b\n"
-                "  merged: {<<: *b, extra: 1}\n")
+    yield refused(
+        "alias-bomb",
+        "string-repeats-user_data",
+        string + "user_data: {list: [" + ", ".join(["*s"] * 40) + "]}\n",
+        "user_data",
+    )
+    yield refused(
+        "alias-bomb",
+        "string-repeats-meta",
+        string + "meta: {" + ", ".join(f"k{i}: *s" for i in range(100)) + "}\n",
+        "meta.k0",
+        "meta.k99",
+    )
+    yield refused(
+        "alias-bomb",
+        "string-repeats-keys",
+        string + "ssh_authorized_keys: [" + ", ".join(["*s"] * 100) + "]\n",
+        "ssh_authorized_keys[0]",
+    )
+    yield legal(
+        "alias-bomb",
+        "small-anchors-legal",
+        "user_data:\n  base: &b {packages: [a, b]}\n  again: *b\n  merged: {<<: *b, extra: 1}\n",
+    )
 
 
 def nesting() -> Iterator[Case]:
@@ -155,43 +178,70 @@ def nesting() -> Iterator[Case]:
         body = "user_data: " + "{a: " * (levels + 1) + "1" + "}" * (levels + 1) + "\n"
         yield Case("nesting", f"flow-maps-{levels + 2}", text(body), paths)
     yield refused("nesting", "block-dashes-25000", "user_data:\n  x:\n" + "    " + "- " * 25_000 + "x\n", "user_data")
-    yield refused("nesting", "block-maps-2000", "user_data:\n" + "".join(
-        rep(" ", 2 * i + 2) + f"k{i}:\n" for i in range(2000)) + rep(" ", 4002) + "end\n", "user_data")
+    yield refused(
+        "nesting",
+        "block-maps-2000",
+        "user_data:\n" + "".join(rep(" ", 2 * i + 2) + f"k{i}:\n" for i in range(2000)) + rep(" ", 4002) + "end\n",
+        "user_data",
+    )
     yield refused("nesting", "top-level-25000", "", "[0]", head="[" * 25_000 + "]" * 25_000 + "\n")
-    yield refused("nesting", "in-key-25000", "user_data:\n  ? " + "[" * 25_000 + "]" * 25_000 + "\n  : v\n",
-                  "user_data")
-    yield refused("nesting", "in-hostname-500", "", "hostname", head="instance_id: i\nhostname: "
-                  + "[" * 500 + "]" * 500 + "\n")
+    yield refused(
+        "nesting", "in-key-25000", "user_data:\n  ? " + "[" * 25_000 + "]" * 25_000 + "\n  : v\n", "user_data"
+    )
+    yield refused(
+        "nesting", "in-hostname-500", "", "hostname", head="instance_id: i\nhostname: " + "[" * 500 + "]" * 500 + "\n"
+    )
     # aliases stack depth: 40 anchors of 40 levels each, each holding the one before
-    chain = "user_data:\n  a0: &a0 " + "[" * 40 + "]" * 40 + "\n" + "".join(
-        f"  a{i}: &a{i} " + "[" * 40 + f"*a{i - 1}" + "]" * 40 + "\n" for i in range(1, 40))
+    chain = (
+        "user_data:\n  a0: &a0 "
+        + "[" * 40
+        + "]" * 40
+        + "\n"
+        + "".join(f"  a{i}: &a{i} " + "[" * 40 + f"*a{i - 1}" + "]" * 40 + "\n" for i in range(1, 40))
+    )
     yield refused("nesting", "alias-chain-1600", chain, "user_data")
 
 
 def huge_scalars() -> Iterator[Case]:
     payload = 16 * MIB
     yield refused("huge-scalar", "hostname-1MiB", "", "hostname", head=f"instance_id: i\nhostname: {rep('h', MIB)}\n")
-    yield refused("huge-scalar", "instance_id-10MiB", "", "instance_id",
-                  head=f"instance_id: {rep('i', 10 * MIB)}\nhostname: h\n")
-    yield refused("huge-scalar", "key-1MiB", f"ssh_authorized_keys: ['{ED25519} {rep('c', MIB)}']\n",
-                  "ssh_authorized_keys[0]")
+    yield refused(
+        "huge-scalar", "instance_id-10MiB", "", "instance_id", head=f"instance_id: {rep('i', 10 * MIB)}\nhostname: h\n"
+    )
+    yield refused(
+        "huge-scalar", "key-1MiB", f"ssh_authorized_keys: ['{ED25519} {rep('c', MIB)}']\n", "ssh_authorized_keys[0]"
+    )
     yield refused("huge-scalar", "meta-value-1MiB", f"meta: {{k: '{rep('v', MIB)}'}}\n", "meta.k")
     yield refused("huge-scalar", "unknown-key-1MiB", f"? '{rep('k', MIB)}'\n: 1\n", "k" * 60 + "...")
     yield refused("huge-scalar", "uuid-10MiB", f"uuid: '{rep('0', 10 * MIB)}'\n", "uuid")
     yield refused("huge-scalar", "digits-10MiB", f"meta: {{k: {rep('1', 10 * MIB)}}}\n", "meta.k")
-    yield refused("huge-scalar", "address-1MiB", nic(f"addresses: ['{rep('1', MIB)}']"),
-                  "network.ethernets.e0.addresses[0]")
+    yield refused(
+        "huge-scalar", "address-1MiB", nic(f"addresses: ['{rep('1', MIB)}']"), "network.ethernets.e0.addresses[0]"
+    )
     yield legal("huge-scalar", f"user_data-{payload}-bytes", f"user_data: '#!/bin/sh\n\n{rep('x', payload - 10)}'\n")
-    yield refused("huge-scalar", f"user_data-{payload + 1}-bytes",
-                  f"user_data: '#!/bin/sh\n\n{rep('x', payload - 9)}'\n", "user_data")
+    yield refused(
+        "huge-scalar",
+        f"user_data-{payload + 1}-bytes",
+        f"user_data: '#!/bin/sh\n\n{rep('x', payload - 9)}'\n",
+        "user_data",
+    )
     yield legal("huge-scalar", "user_data-mapping-15MiB", f"user_data: {{runcmd: ['{rep('x', 15 * MIB)}']}}\n")
-    yield refused("huge-scalar", "user_data-mapping-16MiB", f"user_data: {{runcmd: ['{rep('x', payload)}']}}\n",
-                  "user_data")
-    yield refused("huge-scalar", "vendor_data-parts-16MiB",
-                  f"vendor_data: [{{content_type: text/plain, content: '{rep('x', payload)}'}}]\n", "vendor_data")
+    yield refused(
+        "huge-scalar", "user_data-mapping-16MiB", f"user_data: {{runcmd: ['{rep('x', payload)}']}}\n", "user_data"
+    )
+    yield refused(
+        "huge-scalar",
+        "vendor_data-parts-16MiB",
+        f"vendor_data: [{{content_type: text/plain, content: '{rep('x', payload)}'}}]\n",
+        "vendor_data",
+    )
     yield legal("huge-scalar", "file-16MiB", f"files: [{{path: /big, content: '{rep('x', payload)}'}}]\n")
-    yield refused("huge-scalar", "file-16MiB+1", f"files: [{{path: /big, content: '{rep('x', payload + 1)}'}}]\n",
-                  "files[0].content")
+    yield refused(
+        "huge-scalar",
+        "file-16MiB+1",
+        f"files: [{{path: /big, content: '{rep('x', payload + 1)}'}}]\n",
+        "files[0].content",
+    )
     yield legal("huge-scalar", "comment-60MiB", f"# {rep('x', 60 * MIB)}\n")
 
 
@@ -199,25 +249,42 @@ def spec_of_exact_size(size: int) -> Callable[[], bytes]:
     def make() -> bytes:
         head = HEAD.encode() + b"# "
         return head + b"x" * (size - len(head) - 1) + b"\n"
+
     return make
 
 
 def odd_tags() -> Iterator[Case]:
     scalars = {
-        "python-object": "!!python/object:os.system x", "python-name": "!!python/name:os.system ''",
-        "python-apply": "!!python/object/apply:os.system [id]", "binary": "!!binary aGVsbG8=",
-        "timestamp": "!!timestamp 2024-01-01", "set": "!!set {a, b}", "omap": "!!omap [{a: 1}]",
-        "pairs": "!!pairs [{a: 1}]", "merge": "!!merge x", "local": "!foo x", "verbatim": "!<tag:example.com,2000:x> x",
-        "int-abc": "!!int abc", "int-empty": "!!int ''", "float-abc": "!!float abc", "bool-maybe": "!!bool maybe",
-        "null-x": "!!null x", "str-on-map": "!!str {a: 1}", "map-on-scalar": "!!map x", "seq-on-map": "!!seq {a: 1}",
-        "value-tag": "!!value x", "yaml-tag": "!!yaml x", "python-tuple": "!!python/tuple [1]",
+        "python-object": "!!python/object:os.system x",
+        "python-name": "!!python/name:os.system ''",
+        "python-apply": "!!python/object/apply:os.system [id]",
+        "binary": "!!binary aGVsbG8=",
+        "timestamp": "!!timestamp 2024-01-01",
+        "set": "!!set {a, b}",
+        "omap": "!!omap [{a: 1}]",
+        "pairs": "!!pairs [{a: 1}]",
+        "merge": "!!merge x",
+        "local": "!foo x",
+        "verbatim": "!<tag:example.com,2000:x> x",
+        "int-abc": "!!int abc",
+        "int-empty": "!!int ''",
+        "float-abc": "!!float abc",
+        "bool-maybe": "!!bool maybe",
+        "null-x": "!!null x",
+        "str-on-map": "!!str {a: 1}",
+        "map-on-scalar": "!!map x",
+        "seq-on-map": "!!seq {a: 1}",
+        "value-tag": "!!value x",
+        "yaml-tag": "!!yaml x",
+        "python-tuple": "!!python/tuple [1]",
     }
     for name, value in scalars.items():
         yield refused("tag", f"{name}-in-meta", f"meta: {{k: {value}}}\n", "meta.k")
         if name in ("python-object", "binary", "int-abc", "set", "local"):
             yield refused("tag", f"{name}-in-user_data", f"user_data: {{k: {value}}}\n", "user_data.k")
-    yield refused("tag", "tag-directive", "meta: {k: !e!x v}\n", "meta.k", head="%TAG !e! tag:example.com,2000:\n---\n"
-                  + HEAD)
+    yield refused(
+        "tag", "tag-directive", "meta: {k: !e!x v}\n", "meta.k", head="%TAG !e! tag:example.com,2000:\n---\n" + HEAD
+    )
     yield refused("tag", "date-as-key-user_data", "user_data: {2024-01-01: x}\n", "user_data")
     yield refused("tag", "date-as-key-meta", "meta: {2024-01-01: x}\n", "meta")
     yield refused("tag", "date-value-where-string", "availability_zone: 2024-01-01\n", "availability_zone")
@@ -232,8 +299,16 @@ def odd_tags() -> Iterator[Case]:
     yield refused("tag", "second-document", "---\ninstance_id: j\n", "")
 
 
-CONTROL_CHARS = {"LF": "\\n", "NUL": "\\0", "NEL": "\\x85", "LS": "\\u2028", "CR": "\\r", "TAB": "\\t",
-                 "ESC": "\\e", "DEL": "\\x7f"}
+CONTROL_CHARS = {
+    "LF": "\\n",
+    "NUL": "\\0",
+    "NEL": "\\x85",
+    "LS": "\\u2028",
+    "CR": "\\r",
+    "TAB": "\\t",
+    "ESC": "\\e",
+    "DEL": "\\x7f",
+}
 
 
 def control_characters() -> Iterator[Case]:
@@ -247,55 +322,107 @@ def control_characters() -> Iterator[Case]:
         ("meta-key", 'meta: {"k§": v}\n', "meta"),
         ("key-comment", f'ssh_authorized_keys: ["{ED25519} x§y"]\n', "ssh_authorized_keys[0]"),
         ("key-middle", f'ssh_authorized_keys: ["{ED25519.replace(" ", "§", 1)}"]\n', "ssh_authorized_keys[0]"),
-        ("part-filename", 'user_data_parts: [{content_type: text/plain, content: x, filename: "a§b"}]\n',
-         "user_data_parts[0].filename"),
-        ("part-content_type", 'user_data_parts: [{content_type: "text/plain§", content: x}]\n',
-         "user_data_parts[0].content_type"),
+        (
+            "part-filename",
+            'user_data_parts: [{content_type: text/plain, content: x, filename: "a§b"}]\n',
+            "user_data_parts[0].filename",
+        ),
+        (
+            "part-content_type",
+            'user_data_parts: [{content_type: "text/plain§", content: x}]\n',
+            "user_data_parts[0].content_type",
+        ),
         ("file-path", 'files: [{path: "/etc/a§b", content: x}]\n', "files[0].path"),
         ("set-name", nic('set-name: "eth§0"'), "network.ethernets.e0.set-name"),
-        ("device-id", f'network: {{ethernets: {{"e§0": {{match: {{macaddress: "{MAC}"}}}}}}}}\n',
-         "network.ethernets"),
-        ("macaddress", 'network: {ethernets: {e0: {match: {macaddress: "52:54:00:12:34:56§"}}}}\n',
-         "network.ethernets.e0.match.macaddress"),
+        ("device-id", f'network: {{ethernets: {{"e§0": {{match: {{macaddress: "{MAC}"}}}}}}}}\n', "network.ethernets"),
+        (
+            "macaddress",
+            'network: {ethernets: {e0: {match: {macaddress: "52:54:00:12:34:56§"}}}}\n',
+            "network.ethernets.e0.match.macaddress",
+        ),
         ("address", nic('addresses: ["192.0.2.5/24§"]'), "network.ethernets.e0.addresses[0]"),
-        ("route-to", nic('addresses: [192.0.2.5/24]\nroutes: [{to: "10.0.0.0/8§", via: 192.0.2.1}]'),
-         "network.ethernets.e0.routes[0].to"),
-        ("route-via", nic('addresses: [192.0.2.5/24]\nroutes: [{to: 10.0.0.0/8, via: "192.0.2.1§"}]'),
-         "network.ethernets.e0.routes[0].via"),
-        ("nameserver", nic('nameservers: {addresses: ["192.0.2.53§"]}'),
-         "network.ethernets.e0.nameservers.addresses[0]"),
+        (
+            "route-to",
+            nic('addresses: [192.0.2.5/24]\nroutes: [{to: "10.0.0.0/8§", via: 192.0.2.1}]'),
+            "network.ethernets.e0.routes[0].to",
+        ),
+        (
+            "route-via",
+            nic('addresses: [192.0.2.5/24]\nroutes: [{to: 10.0.0.0/8, via: "192.0.2.1§"}]'),
+            "network.ethernets.e0.routes[0].via",
+        ),
+        (
+            "nameserver",
+            nic('nameservers: {addresses: ["192.0.2.53§"]}'),
+            "network.ethernets.e0.nameservers.addresses[0]",
+        ),
         ("search", nic('nameservers: {search: ["example§.org"]}'), "network.ethernets.e0.nameservers.search[0]"),
-        ("bond-primary", f'network: {{ethernets: {{e0: {{match: {{macaddress: "{MAC}"}}}}}}, bonds: {{bond0: '
-         '{interfaces: [e0], parameters: {primary: "e0§"}}}}\n', "network.bonds.bond0.parameters.primary"),
-        ("vlan-link", f'network: {{ethernets: {{e0: {{match: {{macaddress: "{MAC}"}}}}}}, vlans: {{e0.5: '
-         '{id: 5, link: "e0§"}}}\n', "network.vlans.e0.5.link"),
+        (
+            "bond-primary",
+            f'network: {{ethernets: {{e0: {{match: {{macaddress: "{MAC}"}}}}}}, bonds: {{bond0: '
+            '{interfaces: [e0], parameters: {primary: "e0§"}}}}\n',
+            "network.bonds.bond0.parameters.primary",
+        ),
+        (
+            "vlan-link",
+            f'network: {{ethernets: {{e0: {{match: {{macaddress: "{MAC}"}}}}}}, vlans: {{e0.5: '
+            '{id: 5, link: "e0§"}}}\n',
+            "network.vlans.e0.5.link",
+        ),
     ]
     for field, template, path in fields:
         head = "" if field in ("instance_id", "hostname") else HEAD
-        for name in (("LF", "NUL", "NEL", "LS", "CR", "TAB", "ESC", "DEL") if field == "hostname"
-                     else ("LF", "NUL", "NEL", "LS")):
+        for name in (
+            ("LF", "NUL", "NEL", "LS", "CR", "TAB", "ESC", "DEL") if field == "hostname" else ("LF", "NUL", "NEL", "LS")
+        ):
             body = template.replace("§", CONTROL_CHARS[name])
             yield refused("control-char", f"{field}-{name}", body, path, head=head)
-    for field, body, path in (("hostname", 'hostname: "hostile\\n"\n', "hostname"),
-                              ("instance_id", 'instance_id: "iid\\n"\n', "instance_id"),
-                              ("content_type", 'user_data_parts: [{content_type: "text/plain\\n", content: x}]\n',
-                               "user_data_parts[0].content_type"),
-                              ("set-name", nic('set-name: "eth0\\n"'), "network.ethernets.e0.set-name")):
+    for field, body, path in (
+        ("hostname", 'hostname: "hostile\\n"\n', "hostname"),
+        ("instance_id", 'instance_id: "iid\\n"\n', "instance_id"),
+        (
+            "content_type",
+            'user_data_parts: [{content_type: "text/plain\\n", content: x}]\n',
+            "user_data_parts[0].content_type",
+        ),
+        ("set-name", nic('set-name: "eth0\\n"'), "network.ethernets.e0.set-name"),
+    ):
         head = "instance_id: i\n" if field == "hostname" else "hostname: h\n" if field == "instance_id" else HEAD
         yield refused("control-char", f"{field}-trailing-newline", body, path, head=head)
     yield legal("control-char", "key-trailing-newline-stripped", f"ssh_authorized_keys:\n  - |\n    {ED25519}\n")
-    yield legal("control-char", "payload-keeps-them", 'user_data: "#!/bin/sh\\r\\n\\0\\e\\x85\\u2028"\n'
-                'files: [{path: /x, content: "\\0\\r\\n"}]\nmeta: {k: "line\\nbreak"}\n')
-    yield refused("control-char", "filename-dotdot", "user_data_parts: [{content_type: text/plain, content: x, "
-                  "filename: '..'}]\n", "user_data_parts[0].filename")
-    yield refused("control-char", "filename-spaces", "user_data_parts: [{content_type: text/plain, content: x, "
-                  "filename: ' a '}]\n", "user_data_parts[0].filename")
+    yield legal(
+        "control-char",
+        "payload-keeps-them",
+        'user_data: "#!/bin/sh\\r\\n\\0\\e\\x85\\u2028"\n'
+        'files: [{path: /x, content: "\\0\\r\\n"}]\nmeta: {k: "line\\nbreak"}\n',
+    )
+    yield refused(
+        "control-char",
+        "filename-dotdot",
+        "user_data_parts: [{content_type: text/plain, content: x, filename: '..'}]\n",
+        "user_data_parts[0].filename",
+    )
+    yield refused(
+        "control-char",
+        "filename-spaces",
+        "user_data_parts: [{content_type: text/plain, content: x, filename: ' a '}]\n",
+        "user_data_parts[0].filename",
+    )
     yield refused("control-char", "lone-surrogate", "meta: {k: '\udc80'}\n", "")
 
 
 def special_files() -> Iterator[Case]:
-    for kind in ("fifo", "folder", "dev-zero", "dev-null", "symlink-to-fifo", "socket", "missing", "symlink-loop",
-                 "sparse-64MiB+1"):
+    for kind in (
+        "fifo",
+        "folder",
+        "dev-zero",
+        "dev-null",
+        "symlink-to-fifo",
+        "socket",
+        "missing",
+        "symlink-loop",
+        "sparse-64MiB+1",
+    ):
         yield Case("special-file", kind, lambda: b"", ("<file>",), special=kind)
 
 
@@ -325,7 +452,8 @@ def limits() -> Iterator[Case]:
     def ethernets(count: int, extra: str = "") -> str:
         return "network:\n  ethernets:\n" + "".join(
             f"    e{i}: {{match: {{macaddress: '52:54:00:00:{i // 256:02x}:{i % 256:02x}'}}{extra}}}\n"
-            for i in range(count))
+            for i in range(count)
+        )
 
     yield legal("limit", "ethernets-64", ethernets(64, ", dhcp4: true"))
     yield refused("limit", "ethernets-65", ethernets(65), "network.ethernets")
@@ -334,19 +462,31 @@ def limits() -> Iterator[Case]:
     yield refused("limit", "vlans-257", vlans, "network.vlans")
     addresses = [f"10.0.{i}.5/24" for i in range(65)]
     yield legal("limit", "addresses-64", nic(f"addresses: [{', '.join(addresses[:64])}]"))
-    yield refused("limit", "addresses-65", nic(f"addresses: [{', '.join(addresses)}]"),
-                  "network.ethernets.e0.addresses")
+    yield refused(
+        "limit", "addresses-65", nic(f"addresses: [{', '.join(addresses)}]"), "network.ethernets.e0.addresses"
+    )
     routes = [f"{{to: 172.16.{i}.0/24, via: 10.0.0.1}}" for i in range(65)]
     yield legal("limit", "routes-64", nic(f"addresses: [10.0.0.5/24]\nroutes: [{', '.join(routes[:64])}]"))
-    yield refused("limit", "routes-65", nic(f"addresses: [10.0.0.5/24]\nroutes: [{', '.join(routes)}]"),
-                  "network.ethernets.e0.routes")
+    yield refused(
+        "limit",
+        "routes-65",
+        nic(f"addresses: [10.0.0.5/24]\nroutes: [{', '.join(routes)}]"),
+        "network.ethernets.e0.routes",
+    )
     servers = [f"10.0.0.{i}" for i in range(1, 18)]
     yield legal("limit", "nameservers-16", nic(f"nameservers: {{addresses: [{', '.join(servers[:16])}]}}"))
-    yield refused("limit", "nameservers-17", nic(f"nameservers: {{addresses: [{', '.join(servers)}]}}"),
-                  "network.ethernets.e0.nameservers.addresses")
+    yield refused(
+        "limit",
+        "nameservers-17",
+        nic(f"nameservers: {{addresses: [{', '.join(servers)}]}}"),
+        "network.ethernets.e0.nameservers.addresses",
+    )
     many = "network:\n  ethernets:\n" + "".join(
         f"    e{i}: {{match: {{macaddress: '52:54:00:00:00:{i:02x}'}}, addresses: ["
-        + ", ".join(f"10.{i}.{j}.5/24" for j in range(33 if i == 0 else 32)) + "]}\n" for i in range(8))
+        + ", ".join(f"10.{i}.{j}.5/24" for j in range(33 if i == 0 else 32))
+        + "]}\n"
+        for i in range(8)
+    )
     yield refused("limit", "addresses-257-in-all", many, "network")
     yield legal("limit", "addresses-256-in-all", many.replace(", 10.0.32.5/24", ""))
     # 9 values before the list: the spec's mapping, 2 keys and values, user_data, its mapping, runcmd, the list
@@ -364,37 +504,58 @@ def limits() -> Iterator[Case]:
     yield refused("limit", "fqdn-two-dots", "fqdn: hostile.example.org..\n", "fqdn")
     yield legal("limit", "instance_id-255", "", head=f"instance_id: {'i' * 255}\nhostname: h\n")
     yield refused("limit", "instance_id-256", "", "instance_id", head=f"instance_id: {'i' * 256}\nhostname: h\n")
-    yield legal("limit", "filename-255", f"user_data_parts: [{{content_type: text/plain, content: x, filename: "
-                f"{'f' * 255}}}]\n")
-    yield refused("limit", "filename-256", f"user_data_parts: [{{content_type: text/plain, content: x, filename: "
-                  f"{'f' * 256}}}]\n", "user_data_parts[0].filename")
+    yield legal(
+        "limit", "filename-255", f"user_data_parts: [{{content_type: text/plain, content: x, filename: {'f' * 255}}}]\n"
+    )
+    yield refused(
+        "limit",
+        "filename-256",
+        f"user_data_parts: [{{content_type: text/plain, content: x, filename: {'f' * 256}}}]\n",
+        "user_data_parts[0].filename",
+    )
     path = "/" + "/".join(["p" * 255] * 16)
     yield legal("limit", "path-4096", f"files: [{{path: {path}, content: x}}]\n")
     yield refused("limit", "path-4097", f"files: [{{path: {path}p, content: x}}]\n", "files[0].path")
     yield refused("limit", "path-name-256", f"files: [{{path: /etc/{'p' * 256}, content: x}}]\n", "files[0].path")
     yield legal("limit", "set-name-15", nic(f"set-name: {'n' * 15}"))
     yield refused("limit", "set-name-16", nic(f"set-name: {'n' * 16}"), "network.ethernets.e0.set-name")
-    yield refused("limit", "key-8193", f"ssh_authorized_keys: ['{ED25519} {'c' * (8193 - len(ED25519) - 1)}']\n",
-                  "ssh_authorized_keys[0]")
+    yield refused(
+        "limit",
+        "key-8193",
+        f"ssh_authorized_keys: ['{ED25519} {'c' * (8193 - len(ED25519) - 1)}']\n",
+        "ssh_authorized_keys[0]",
+    )
 
 
 def duplicate_keys() -> Iterator[Case]:
     yield refused("duplicate-key", "top-level", "hostname: again\n", "hostname")
     yield refused("duplicate-key", "meta", "meta: {a: 1, b: 2, a: 3}\n", "meta.a")
     yield refused("duplicate-key", "quoted-and-plain", "meta: {a: x, 'a': y}\n", "meta.a")
-    yield refused("duplicate-key", "ethernets", "network:\n  ethernets:\n    e0: {dhcp4: true}\n"
-                  "    e0: {dhcp6: true}\n",
-                  "network.ethernets.e0")
+    yield refused(
+        "duplicate-key",
+        "ethernets",
+        "network:\n  ethernets:\n    e0: {dhcp4: true}\n    e0: {dhcp6: true}\n",
+        "network.ethernets.e0",
+    )
     yield refused("duplicate-key", "user_data-nested", "user_data:\n  a: {b: 1, b: 2}\n", "user_data.a.b")
-    yield refused("duplicate-key", "merge-twice", "user_data:\n  x: &x {a: 1}\n  y: {<<: *x, <<: *x}\n",
-                  "user_data.y.<<")
+    yield refused(
+        "duplicate-key", "merge-twice", "user_data:\n  x: &x {a: 1}\n  y: {<<: *x, <<: *x}\n", "user_data.y.<<"
+    )
     yield refused("duplicate-key", "network-section", "network: {ethernets: {}, ethernets: {}}\n", "network.ethernets")
     yield legal("duplicate-key", "merge-overridden", "user_data:\n  x: &x {a: 1, b: 1}\n  y: {<<: *x, a: 2}\n")
 
 
 def non_string_keys() -> Iterator[Case]:
-    for name, key in (("int", "1"), ("bool-yes", "yes"), ("bool-on", "on"), ("null", "~"), ("float", "1.5"),
-                      ("date", "2024-01-01"), ("list", "[a]"), ("map", "{a: b}")):
+    for name, key in (
+        ("int", "1"),
+        ("bool-yes", "yes"),
+        ("bool-on", "on"),
+        ("null", "~"),
+        ("float", "1.5"),
+        ("date", "2024-01-01"),
+        ("list", "[a]"),
+        ("map", "{a: b}"),
+    ):
         yield refused("non-string-key", f"meta-{name}", f"meta: {{{key}: v}}\n", "meta")
         if name in ("int", "bool-on", "list"):
             yield refused("non-string-key", f"user_data-{name}", f"user_data: {{{key}: v}}\n", "user_data")
@@ -404,20 +565,32 @@ def non_string_keys() -> Iterator[Case]:
 
 
 def integer_fields() -> Iterator[Case]:
-    for name, value in (("float", "1500.0"), ("bool", "true"), ("string", "'1500'"), ("exponent", "1e3"),
-                        ("inf", ".inf"), ("null", "~")):
+    for name, value in (
+        ("float", "1500.0"),
+        ("bool", "true"),
+        ("string", "'1500'"),
+        ("exponent", "1e3"),
+        ("inf", ".inf"),
+        ("null", "~"),
+    ):
         yield refused("integer", f"mtu-{name}", nic(f"mtu: {value}"), "network.ethernets.e0.mtu")
     yield legal("integer", "mtu-hex", nic("mtu: 0x5dc"))
-    vlan = (f"network: {{ethernets: {{e0: {{match: {{macaddress: '{MAC}'}}}}}}, "
-            "vlans: {e0.5: {id: {v}, link: e0}}}\n")
+    vlan = (
+        f"network: {{ethernets: {{e0: {{match: {{macaddress: '{MAC}'}}}}}}, "
+        "vlans: {e0.5: {id: {v}, link: e0}}}\n"
+    )
     for name, value in (("float", "5.0"), ("bool", "true")):
         yield refused("integer", f"vlan-id-{name}", vlan.replace("{v}", value), "network.vlans.e0.5.id")
     route = nic("addresses: [10.0.0.5/24]\nroutes: [{to: 10.9.0.0/16, via: 10.0.0.1, metric: {v}}]")
     for name, value in (("float", "100.0"), ("bool", "false")):
         yield refused("integer", f"metric-{name}", route.replace("{v}", value), "network.ethernets.e0.routes[0].metric")
-    yield refused("integer", "miimon-float", f"network: {{ethernets: {{e0: {{match: {{macaddress: '{MAC}'}}}}}}, "
-                  "bonds: {bond0: {interfaces: [e0], parameters: {mii-monitor-interval: 1.5}}}}\n",
-                  "network.bonds.bond0.parameters.mii-monitor-interval")
+    yield refused(
+        "integer",
+        "miimon-float",
+        f"network: {{ethernets: {{e0: {{match: {{macaddress: '{MAC}'}}}}}}, "
+        "bonds: {bond0: {interfaces: [e0], parameters: {mii-monitor-interval: 1.5}}}}\n",
+        "network.bonds.bond0.parameters.mii-monitor-interval",
+    )
 
 
 def _ssh(*fields: bytes) -> str:
@@ -433,30 +606,32 @@ def _mpint(number: int, pad: bool = False) -> bytes:
     return _string(data if pad or len(data) == 1 or data[0] or data[1] & 0x80 else data[1:])
 
 
-ECDSA_256 = ("AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBORdsy+gxXdOlPn1T7WPsbPVWUp6eLMmtEbgpBmmipk4VzHYx7e0Q"
-             "PAGZkbJaS+wRqhZkmJiIMA1fj/zTcG7FNM=")
+ECDSA_256 = (
+    "AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBORdsy+gxXdOlPn1T7WPsbPVWUp6eLMmtEbgpBmmipk4VzHYx7e0Q"
+    "PAGZkbJaS+wRqhZkmJiIMA1fj/zTcG7FNM="
+)
 VALID_KEYS = {
     "ed25519": ED25519,
     "rsa-1024": "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCp6awNABfMTSkk7FHCYormsR1ZWbUE1KbN6/xfXkcrl9C1bsydmiqz/4cGcJifs"
-                "LT/1CKXKDPtUog+LOwXTHZrJxkmeS3ALfKdde4onmVFkNezVKCu665PGkkV04aIhng4+k4C2L7aTpt7Hbep1mwFpKoAIG46CHO/8wS46B"
-                "sTaQ== r",
+    "LT/1CKXKDPtUog+LOwXTHZrJxkmeS3ALfKdde4onmVFkNezVKCu665PGkkV04aIhng4+k4C2L7aTpt7Hbep1mwFpKoAIG46CHO/8wS46B"
+    "sTaQ== r",
     "ecdsa-256": f"ecdsa-sha2-nistp256 {ECDSA_256} t@x",
     "ecdsa-384": "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBI/0WlEeQTUqZZrJVjMbHOB4LyZs"
-                 "nLHCRIdpwyNUCp6lSA7A7UM8Pqc3jvSVPbopiqU7h28VoozfLGp2fSUtHFqrZiC12tYBoBm0DU7yS+5NsFNWNnRt9Vr9DO3LQ7I2Dg==",
+    "nLHCRIdpwyNUCp6lSA7A7UM8Pqc3jvSVPbopiqU7h28VoozfLGp2fSUtHFqrZiC12tYBoBm0DU7yS+5NsFNWNnRt9Vr9DO3LQ7I2Dg==",
     "ecdsa-521": "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAF4JAMQvZigwQ5jUjxDEDDYNzaS"
-                 "ez6GN2PxGjviLKLt+q7AaTAeFIsFOLI7Pa5WdyOk96OSX4alKd1nPTDe3lljKgAJDnUcgM6BKZknVo5ECXrj2Rwy4FsbvMSRuwTph5U7u"
-                 "XWBjmV7LPc3UtqN7tbcKX3mj4FhlP2UH5/yS+iYzwMNWA== t@x",
+    "ez6GN2PxGjviLKLt+q7AaTAeFIsFOLI7Pa5WdyOk96OSX4alKd1nPTDe3lljKgAJDnUcgM6BKZknVo5ECXrj2Rwy4FsbvMSRuwTph5U7u"
+    "XWBjmV7LPc3UtqN7tbcKX3mj4FhlP2UH5/yS+iYzwMNWA== t@x",
     "dsa": "ssh-dss AAAAB3NzaC1kc3MAAACBAPwwKN+LpLmNc0Ze8cFAPYFFv43wqJarG8ppGVfkWsmArrmM14i98AdhJnRdbdsrM4bUJjUGaTvGgfS"
-           "FI7YdGA0JScdkVi4vxe90HEwnkNJ1S+5HS/COHlVkutj3Mc5ZI6vRpdonDSNADtK1dxBUwr8VIrj0uDg71EmrXwhJlKKBAAAAFQDNiDgFkQ"
-           "NwjyCfvpZETpaG55Q4mwAAAIBrXeYZbC46oHDpsBzn4g9QgFbc7dewatnOSvvyz+6hnx04vlsxg4Goc/ryElHxomtp5JI/QPw3vxMFqUvv"
-           "Ym6FMPXQGXYRmz2p6FnR6tPcjD9DtGW6eM7zUQIR+mkpd9VQAaEAAmNzR+uby5zYYO+frT49YJ4dH761ihiqwmqB0gAAAIAdluxeMiDNfi"
-           "QBkVDkjpQk4HKiImlnT0MgcyoF5S57K81yAiDIHn+6IXqYcz9VcLZ8bguG1O2OuKQACipnC4YDG1bdC7+z4zbUdF5zpCL3Yy2yoGlHhRLE"
-           "f7A6NsUyLAHh2+vHBVvrWj5vBwhBtKFaR9Yos4+hD7woeycnnqtJDg== d",
+    "FI7YdGA0JScdkVi4vxe90HEwnkNJ1S+5HS/COHlVkutj3Mc5ZI6vRpdonDSNADtK1dxBUwr8VIrj0uDg71EmrXwhJlKKBAAAAFQDNiDgFkQ"
+    "NwjyCfvpZETpaG55Q4mwAAAIBrXeYZbC46oHDpsBzn4g9QgFbc7dewatnOSvvyz+6hnx04vlsxg4Goc/ryElHxomtp5JI/QPw3vxMFqUvv"
+    "Ym6FMPXQGXYRmz2p6FnR6tPcjD9DtGW6eM7zUQIR+mkpd9VQAaEAAmNzR+uby5zYYO+frT49YJ4dH761ihiqwmqB0gAAAIAdluxeMiDNfi"
+    "QBkVDkjpQk4HKiImlnT0MgcyoF5S57K81yAiDIHn+6IXqYcz9VcLZ8bguG1O2OuKQACipnC4YDG1bdC7+z4zbUdF5zpCL3Yy2yoGlHhRLE"
+    "f7A6NsUyLAHh2+vHBVvrWj5vBwhBtKFaR9Yos4+hD7woeycnnqtJDg== d",
     "sk-ed25519": "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmy"
-                  "MiDwGJD3OBF1lX2yAAAABHNzaDo= sk@x",
+    "MiDwGJD3OBF1lX2yAAAABHNzaDo= sk@x",
     "sk-ecdsa": "sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAy"
-                "NTYAAABBBORdsy+gxXdOlPn1T7WPsbPVWUp6eLMmtEbgpBmmipk4VzHYx7e0QPAGZkbJaS+wRqhZkmJiIMA1fj/zTcG7FNMAAAAEc3No"
-                "Og== sk@x",
+    "NTYAAABBBORdsy+gxXdOlPn1T7WPsbPVWUp6eLMmtEbgpBmmipk4VzHYx7e0QPAGZkbJaS+wRqhZkmJiIMA1fj/zTcG7FNMAAAAEc3No"
+    "Og== sk@x",
 }
 
 
@@ -482,8 +657,12 @@ def bad_key_lines() -> dict[str, str]:
         "rsa-512-bits": ("ssh-rsa", rsa, _mpint(65537), _mpint(n >> 512 | 1)),
         "rsa-leading-zero": ("ssh-rsa", rsa, _string(b"\0\x01\x00\x01"), _mpint(n)),
         "rsa-trailing-bytes": ("ssh-rsa", rsa, _mpint(65537), _mpint(n), b"x"),
-        "ecdsa-wrong-curve": ("ecdsa-sha2-nistp256", _string(b"ecdsa-sha2-nistp256"), _string(b"nistp384"),
-                              _string(point)),
+        "ecdsa-wrong-curve": (
+            "ecdsa-sha2-nistp256",
+            _string(b"ecdsa-sha2-nistp256"),
+            _string(b"nistp384"),
+            _string(point),
+        ),
         "ecdsa-off-curve": ("ecdsa-sha2-nistp256", nist, _string(point[:33] + (y + 1).to_bytes(32, "big"))),
         "ecdsa-compressed": ("ecdsa-sha2-nistp256", nist, _string(b"\x02" + x)),
         "ecdsa-short-point": ("ecdsa-sha2-nistp256", nist, _string(point[:-1])),
@@ -493,12 +672,14 @@ def bad_key_lines() -> dict[str, str]:
         "unknown-type": ("ssh-foo", _string(b"ssh-foo")),
     }
     lines = {name: f"{kind} {_ssh(*fields)}" for name, (kind, *fields) in blobs.items()}
-    lines.update({
-        "type-mismatch": f"ssh-rsa {ED25519.split()[1]}",
-        "non-canonical-base64": "ssh-rsa " + _stray_padding_bits(VALID_KEYS["rsa-1024"].split()[1]),
-        "bad-base64": "ssh-ed25519 AAAA*AAA",
-        "options-prefix": f'command="id" {ED25519}',
-    })
+    lines.update(
+        {
+            "type-mismatch": f"ssh-rsa {ED25519.split()[1]}",
+            "non-canonical-base64": "ssh-rsa " + _stray_padding_bits(VALID_KEYS["rsa-1024"].split()[1]),
+            "bad-base64": "ssh-ed25519 AAAA*AAA",
+            "options-prefix": f'command="id" {ED25519}',
+        }
+    )
     return lines
 
 
@@ -514,8 +695,9 @@ def ssh_keys() -> Iterator[Case]:
         yield legal("ssh-key", f"valid-{name}", f"ssh_authorized_keys: ['{line}']\n")
     for name, line in bad_key_lines().items():
         yield refused("ssh-key", name, f"ssh_authorized_keys: ['{line}']\n", "ssh_authorized_keys[0]")
-    yield refused("ssh-key", "duplicate", f"ssh_authorized_keys: ['{ED25519}', '{ED25519} other']\n",
-                  "ssh_authorized_keys[1]")
+    yield refused(
+        "ssh-key", "duplicate", f"ssh_authorized_keys: ['{ED25519}', '{ED25519} other']\n", "ssh_authorized_keys[1]"
+    )
 
 
 class _Raising(Mapping[str, Any]):
@@ -570,8 +752,11 @@ def library_data() -> Iterator[Case]:
 
     def files_64mib() -> Any:
         content = "x" * (16 * MIB)
-        return {**base, "files": [{"path": f"/f{i}", "content": content} for i in range(4)] + [
-            {"path": "/one-more", "content": "x"}]}
+        return {
+            **base,
+            "files": [{"path": f"/f{i}", "content": content} for i in range(4)]
+            + [{"path": "/one-more", "content": "x"}],
+        }
 
     nic_data = {"match": {"macaddress": MAC}, "mtu": _Mtu.JUMBO}
     cases: list[tuple[str, Callable[[], Any], tuple[str, ...] | None]] = [
@@ -592,10 +777,16 @@ def library_data() -> Iterator[Case]:
         ("bytes-value", lambda: {**base, "user_data": b"#!/bin/sh\n"}, ("user_data",)),
         ("set-value", lambda: {**base, "user_data": {"packages": {"a", "b"}}}, ("user_data.packages",)),
         ("raising-mapping", lambda: {**base, "meta": _Raising()}, ("meta",)),
-        ("complex-mtu", lambda: {**base, "network": {"ethernets": {"e0": {"mtu": 1 + 2j}}}},
-         ("network.ethernets.e0.mtu",)),
-        ("nan-mtu", lambda: {**base, "network": {"ethernets": {"e0": {"mtu": float("nan")}}}},
-         ("network.ethernets.e0.mtu",)),
+        (
+            "complex-mtu",
+            lambda: {**base, "network": {"ethernets": {"e0": {"mtu": 1 + 2j}}}},
+            ("network.ethernets.e0.mtu",),
+        ),
+        (
+            "nan-mtu",
+            lambda: {**base, "network": {"ethernets": {"e0": {"mtu": float("nan")}}}},
+            ("network.ethernets.e0.mtu",),
+        ),
         ("huge-int", lambda: {**base, "user_data": {"n": 10**5000}}, ("user_data.n",)),
         ("bool-key", lambda: {**base, "meta": {True: "v"}}, ("meta",)),
         ("object-value", lambda: {**base, "user_data": {"o": object()}}, ("user_data.o",)),
@@ -612,9 +803,24 @@ class _Date(datetime.date):
 
 
 def all_cases() -> list[Case]:
-    cases = [case for group in (alias_bombs, nesting, huge_scalars, odd_tags, control_characters, special_files,
-                                limits, duplicate_keys, non_string_keys, integer_fields, ssh_keys, library_data)
-             for case in group()]
+    cases = [
+        case
+        for group in (
+            alias_bombs,
+            nesting,
+            huge_scalars,
+            odd_tags,
+            control_characters,
+            special_files,
+            limits,
+            duplicate_keys,
+            non_string_keys,
+            integer_fields,
+            ssh_keys,
+            library_data,
+        )
+        for case in group()
+    ]
     assert len({case.id for case in cases}) == len(cases), "case names must be unique"
     return cases
 
@@ -679,8 +885,10 @@ def run_case(case: Case, folder: Path) -> dict[str, Any]:
 
     if case.special or is_text:
         commands = [["build", str(spec_path), "-o", str(folder / f"new-{fmt}.iso"), "--format", fmt] for fmt in FORMATS]
-        commands += [["build", str(spec_path), "-o", str(existing), "--format", FORMATS[0]],
-                     ["validate", str(spec_path)]]
+        commands += [
+            ["build", str(spec_path), "-o", str(existing), "--format", FORMATS[0]],
+            ["validate", str(spec_path)],
+        ]
         for argv in commands:
             out, err = io.StringIO(), io.StringIO()
             start = time.perf_counter()
@@ -693,16 +901,22 @@ def run_case(case: Case, folder: Path) -> dict[str, Any]:
             seconds = time.perf_counter() - start
             stderr = err.getvalue() + out.getvalue()
             target = Path(argv[3]) if argv[0] == "build" else None
-            op: dict[str, Any] = {"op": " ".join(["cli", argv[0], *argv[5:]]) + (" existing" if target == existing
-                                                                                   else ""),
-                                  "code": code, "seconds": seconds, "crash": crash, "traceback": "Traceback" in stderr,
-                                  "stderr": stderr[:2000], "stderr_chars": len(stderr)}
+            op: dict[str, Any] = {
+                "op": " ".join(["cli", argv[0], *argv[5:]]) + (" existing" if target == existing else ""),
+                "code": code,
+                "seconds": seconds,
+                "crash": crash,
+                "traceback": "Traceback" in stderr,
+                "stderr": stderr[:2000],
+                "stderr_chars": len(stderr),
+            }
             if case.expect is not None:
                 op["named"] = [p for p in case.expect if named_in_cli(p, stderr, str(spec_path))]
             elif code == 2:  # a legal spec a format refuses: every problem names that format
                 problems = [line.strip() for line in stderr.splitlines()[1:]]
                 op["format_only"] = bool(problems) and all(
-                    line.count(": ") >= 2 and line.split(": ", 2)[1].split(":")[0] in FORMATS for line in problems)
+                    line.count(": ") >= 2 and line.split(": ", 2)[1].split(":")[0] in FORMATS for line in problems
+                )
             if target is not None and target != existing:
                 op["created"] = target.exists()
                 if target.exists() and code == 0:
@@ -711,7 +925,10 @@ def run_case(case: Case, folder: Path) -> dict[str, Any]:
             if target == existing:
                 after = existing.stat()
                 op["changed"] = (after.st_ino, after.st_mtime_ns, after.st_size) != (
-                    before.st_ino, before.st_mtime_ns, before.st_size) and code != 0
+                    before.st_ino,
+                    before.st_mtime_ns,
+                    before.st_size,
+                ) and code != 0
             op["leftovers"] = sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
             ops.append(op)
 
@@ -719,23 +936,34 @@ def run_case(case: Case, folder: Path) -> dict[str, Any]:
     if case.special:
         library = [("api load_spec", lambda: load_spec(spec_path))]
     else:
-        library = [(f"api build_seed {fmt}", functools.partial(lambda f: build_seed(source, f).image, fmt))
-                   for fmt in FORMATS]
+        library = [
+            (f"api build_seed {fmt}", functools.partial(lambda f: build_seed(source, f).image, fmt)) for fmt in FORMATS
+        ]
     for name, call in library:
         start = time.perf_counter()
         op = {"op": name, "crash": None, "paths": [], "outcome": "built"}
         try:
             call()
         except FormatError as err:
-            op.update(outcome="format_error", paths=[p.path for p in err.problems][:50],
-                      format_only=all(p.message.split(":")[0] in FORMATS for p in err.problems))
+            op.update(
+                outcome="format_error",
+                paths=[p.path for p in err.problems][:50],
+                format_only=all(p.message.split(":")[0] in FORMATS for p in err.problems),
+            )
         except SpecError as err:
-            op.update(outcome="spec_error", paths=[p.path for p in err.problems][:50],
-                      long_message=max(len(p.message) for p in err.problems) > 400)
+            op.update(
+                outcome="spec_error",
+                paths=[p.path for p in err.problems][:50],
+                long_message=max(len(p.message) for p in err.problems) > 400,
+            )
             if case.expect is not None:
-                op["named"] = paths_named(case.expect, lambda p: any(
-                    path_matches(p, actual) for actual in [q.path for q in err.problems]) or (
-                    p == "<file>" and any("cannot read spec" in q.message for q in err.problems)))
+                op["named"] = paths_named(
+                    case.expect,
+                    lambda p: (
+                        any(path_matches(p, actual) for actual in [q.path for q in err.problems])
+                        or (p == "<file>" and any("cannot read spec" in q.message for q in err.problems))
+                    ),
+                )
         except BaseException:  # noqa: B036 - a traceback is the finding
             op.update(outcome="exception", crash=traceback.format_exc()[-3000:])
         op["seconds"] = time.perf_counter() - start
@@ -756,9 +984,12 @@ def named_in_cli(path: str, stderr: str, spec_path: str) -> bool:
     if path == "<file>" or (path == "" and "larger than" in stderr):
         return spec_path in stderr
     shown = path or "<spec>"
-    return any(line.lstrip().startswith((f"{shown}:", f"{shown}.", f"{shown}[")) or f": {shown}:" in line
-               or (path and (f": {path}." in line or f": {path}[" in line))
-               for line in stderr.splitlines())
+    return any(
+        line.lstrip().startswith((f"{shown}:", f"{shown}.", f"{shown}["))
+        or f": {shown}:" in line
+        or (path and (f": {path}." in line or f": {path}[" in line))
+        for line in stderr.splitlines()
+    )
 
 
 def run_in_child(case: Case) -> dict[str, Any]:
@@ -799,10 +1030,14 @@ def run_in_child(case: Case) -> dict[str, Any]:
     try:
         report = json.loads(b"".join(chunks))
     except ValueError:
-        report = {"case": case.id, "error": f"no report (wait status {status}: "
-                  f"{'signal ' + signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else 'exit'})"}
-    report.update(seconds=seconds, rss_growth_mib=max(0, usage.ru_maxrss - baseline) / 1024,
-                  peak_rss_mib=usage.ru_maxrss / 1024)
+        report = {
+            "case": case.id,
+            "error": f"no report (wait status {status}: "
+            f"{'signal ' + signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else 'exit'})",
+        }
+    report.update(
+        seconds=seconds, rss_growth_mib=max(0, usage.ru_maxrss - baseline) / 1024, peak_rss_mib=usage.ru_maxrss / 1024
+    )
     return report
 
 
@@ -830,15 +1065,25 @@ def limit_address_space() -> None:
 @pytest.fixture(scope="module")
 def reports() -> dict[str, dict[str, Any]]:
     """Every case's report: ``WORKERS`` worker processes at a time, each a share of the cases."""
-    shares = [[case.id for case in CASES[i::WORKERS * 2]] for i in range(WORKERS * 2)]
+    shares = [[case.id for case in CASES[i :: WORKERS * 2]] for i in range(WORKERS * 2)]
     results: dict[str, dict[str, Any]] = {}
     running: list[tuple[subprocess.Popen[str], list[str]]] = []
     code = "import sys, tests.test_hostile as h; h.worker(sys.argv[1:])"
     for share in shares:
         while len(running) >= WORKERS:
             _collect(running.pop(0), results)
-        running.append((subprocess.Popen([sys.executable, "-c", code, *share], cwd=ROOT, stdout=subprocess.PIPE,
-                                         text=True, preexec_fn=limit_address_space), share))
+        running.append(
+            (
+                subprocess.Popen(
+                    [sys.executable, "-c", code, *share],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    preexec_fn=limit_address_space,
+                ),
+                share,
+            )
+        )
     while running:
         _collect(running.pop(0), results)
     return results
@@ -932,8 +1177,14 @@ def test_cli_processes(case: Case, tmp_path: Path) -> None:
     if not case.special:
         spec.write_bytes(case.make())
     for argv in (["build", str(spec), "-o", str(tmp_path / "out.iso")], ["validate", str(spec)]):
-        result = subprocess.run([sys.executable, "-m", "configdrive", *argv], capture_output=True, text=True,
-                                cwd=ROOT, timeout=60, preexec_fn=limit_address_space)
+        result = subprocess.run(
+            [sys.executable, "-m", "configdrive", *argv],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            preexec_fn=limit_address_space,
+        )
         assert "Traceback" not in result.stderr, result.stderr
         if case.expect is None:
             assert result.returncode == 0, result.stderr

@@ -28,8 +28,13 @@ sys.stdout.buffer.write(build_iso(load_spec(sys.argv[2]), sys.argv[3]))
 
 
 def _build_in_subprocess(spec: Path, fmt: str, clock: str, env: dict[str, str]) -> bytes:
-    return subprocess.run([sys.executable, "-c", BUILD_SNIPPET, clock, str(spec), fmt],
-                          check=True, capture_output=True, env={**os.environ, **env}, cwd=ROOT).stdout
+    return subprocess.run(
+        [sys.executable, "-c", BUILD_SNIPPET, clock, str(spec), fmt],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
+    ).stdout
 
 
 def _refused(spec_path: Path, fmt: str) -> bool:
@@ -78,12 +83,10 @@ def test_reads_images_made_by_genisoimage(tmp_path: Path) -> None:
     (seed / "openstack/latest/meta_data.json").write_text('{"uuid": "u"}')
     (seed / "user-data").write_text("#cloud-config\n")
     out = tmp_path / "g.iso"
-    subprocess.run(["genisoimage", "-quiet", "-J", "-r", "-V", "config-2", "-o", str(out), str(seed)],
-                   check=True)
+    subprocess.run(["genisoimage", "-quiet", "-J", "-r", "-V", "config-2", "-o", str(out), str(seed)], check=True)
     image = read_iso(out)
     assert image.label == "config-2"
-    assert image.files == {"openstack/latest/meta_data.json": b'{"uuid": "u"}',
-                           "user-data": b"#cloud-config\n"}
+    assert image.files == {"openstack/latest/meta_data.json": b'{"uuid": "u"}', "user-data": b"#cloud-config\n"}
 
 
 def test_unreadable_input_is_an_iso_error(tmp_path: Path) -> None:
@@ -105,8 +108,7 @@ def test_reads_images_made_by_cloud_localds(tmp_path: Path) -> None:
     (tmp_path / "user-data").write_text("#cloud-config\nhostname: x\n")
     (tmp_path / "meta-data").write_text("instance-id: iid-local\n")
     out = tmp_path / "seed.img"
-    subprocess.run(["cloud-localds", str(out), str(tmp_path / "user-data"), str(tmp_path / "meta-data")],
-                   check=True)
+    subprocess.run(["cloud-localds", str(out), str(tmp_path / "user-data"), str(tmp_path / "meta-data")], check=True)
     image = read_iso(out)
     assert image.label.lower() == "cidata"
     assert image.files["meta-data"] == b"instance-id: iid-local\n"
@@ -117,13 +119,23 @@ def test_reads_images_made_by_cloud_localds(tmp_path: Path) -> None:
 
 BIG_FOLDER = {f"openstack/content/{i:04d}": f"file {i}\n".encode() for i in range(300)}
 MANY_FOLDERS = {f"d{i:03d}/sub-{i}/leaf.txt": str(i).encode() for i in range(250)}
-CLASHES = {f"x/{name}": name.encode() for name in ("a-b.json", "a_b.json", "A-B.JSON", "a.b.json",
-                                                    "n" * 60, "n" * 61, "no-extension", "ünïcode.txt")}
-SHARED = {f"openstack/{v}/{leaf}": leaf.encode() * 50 for v in ("2012-08-10", "latest", "2018-08-27")
-          for leaf in ("meta_data.json", "user_data")} | {"ec2/latest/user-data": b"user_data" * 50}
-CASES = {"big-folder": BIG_FOLDER, "many-folders": MANY_FOLDERS, "clashes": CLASHES, "shared": SHARED,
-         "empty-files": {"user-data": b"", "meta-data": b"instance-id: i\n", "vendor-data": b""},
-         "empty-tree": {}}
+CLASHES = {
+    f"x/{name}": name.encode()
+    for name in ("a-b.json", "a_b.json", "A-B.JSON", "a.b.json", "n" * 60, "n" * 61, "no-extension", "ünïcode.txt")
+}
+SHARED = {
+    f"openstack/{v}/{leaf}": leaf.encode() * 50
+    for v in ("2012-08-10", "latest", "2018-08-27")
+    for leaf in ("meta_data.json", "user_data")
+} | {"ec2/latest/user-data": b"user_data" * 50}
+CASES = {
+    "big-folder": BIG_FOLDER,
+    "many-folders": MANY_FOLDERS,
+    "clashes": CLASHES,
+    "shared": SHARED,
+    "empty-files": {"user-data": b"", "meta-data": b"instance-id: i\n", "vendor-data": b""},
+    "empty-tree": {},
+}
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -143,8 +155,9 @@ def _isoinfo_files(iso: Path, joliet: bool) -> dict[str, bytes]:
     listing = subprocess.run(["isoinfo", "-f", *tree, "-i", str(iso)], capture_output=True, check=True)
     files = {}
     for path in listing.stdout.decode("latin-1").splitlines():
-        files[path] = subprocess.run(["isoinfo", *tree, "-i", str(iso), "-x", path.encode("latin-1")],
-                                     capture_output=True, check=True).stdout
+        files[path] = subprocess.run(
+            ["isoinfo", *tree, "-i", str(iso), "-x", path.encode("latin-1")], capture_output=True, check=True
+        ).stdout
     return files
 
 
@@ -156,8 +169,9 @@ def test_independent_readers_agree(name: str, tmp_path: Path) -> None:
     iso.write_bytes(pack_iso(tree, "config-2"))
     result = subprocess.run(["isovfy", str(iso)], capture_output=True, text=True)
     assert "No errors found" in result.stdout + result.stderr
-    result = subprocess.run(["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        ["xorriso", "-indev", str(iso), "-find", "/", "-type", "f"], capture_output=True, text=True, check=True
+    )
     assert {line.strip("'").lstrip("/") for line in result.stdout.splitlines()} == set(tree)
     out = tmp_path / "out"
     out.mkdir()
@@ -197,8 +211,7 @@ def _all_dates(image: bytes) -> set[tuple[int, ...]]:
     dates = set()
     for vd in (iso.pvd, iso.joliet_vd):
         for date in (vd.volume_creation_date, vd.volume_modification_date, vd.volume_effective_date):
-            dates.add((date.year, date.month, date.dayofmonth, date.hour, date.minute, date.second,
-                       date.gmtoffset))
+            dates.add((date.year, date.month, date.dayofmonth, date.hour, date.minute, date.second, date.gmtoffset))
         folders = [vd.root_dir_record]
         while folders:
             folder = folders.pop()
@@ -208,8 +221,9 @@ def _all_dates(image: bytes) -> set[tuple[int, ...]]:
                     tf = record.rock_ridge.dr_entries.tf_record
                     stamps += [tf.access_time, tf.modification_time, tf.attribute_change_time]
                 for d in stamps:
-                    dates.add((d.years_since_1900 + 1900, d.month, d.day_of_month, d.hour, d.minute, d.second,
-                               d.gmtoffset))
+                    dates.add(
+                        (d.years_since_1900 + 1900, d.month, d.day_of_month, d.hour, d.minute, d.second, d.gmtoffset)
+                    )
                 if record is not folder and record.is_dir() and not (record.is_dot() or record.is_dotdot()):
                     folders.append(record)
     iso.close()
@@ -252,8 +266,9 @@ def test_threads_build_the_same_bytes_as_serial_builds() -> None:
     assert set(results[0]) == {serial[0]} and set(results[1]) == {serial[1]}
 
 
-@pytest.mark.parametrize("bad", [{"": b""}, {"/abs": b""}, {"a//b": b""}, {"a": b"", "a/b": b""},
-                                 {"x/" + "y" * 70: b""}])
+@pytest.mark.parametrize(
+    "bad", [{"": b""}, {"/abs": b""}, {"a//b": b""}, {"a": b"", "a/b": b""}, {"x/" + "y" * 70: b""}]
+)
 def test_refuses_paths_it_cannot_write(bad: dict[str, bytes]) -> None:
     with pytest.raises(IsoError):
         pack_iso(bad, "cidata")

@@ -168,7 +168,8 @@ def test_write_tree_refuses_paths_that_leave_or_bend_the_tree(tmp_path: Path, re
 
 
 def test_remove_stale_temps_removes_what_an_interrupted_write_left(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def crash(*args: object, **kwargs: object) -> None:
         raise OSError(5, "Input/output error")
 

@@ -50,13 +50,17 @@ def test_formats_that_refuse_network_updates_say_why() -> None:
 
 
 @pytest.mark.parametrize("fmt", UPDATABLE)
-@pytest.mark.parametrize("vendor", [
-    None,
-    {"write_files": [{"path": "/x", "content": "y"}]},
-    "#cloud-config\nwrite_files: [{path: /x, content: y}]\n",
-    "#!/bin/sh\necho vendor\n",
-    [{"content_type": "text/x-shellscript", "content": "#!/bin/sh\necho part\n"}],
-], ids=["none", "mapping", "cloud-config-text", "script", "parts"])
+@pytest.mark.parametrize(
+    "vendor",
+    [
+        None,
+        {"write_files": [{"path": "/x", "content": "y"}]},
+        "#cloud-config\nwrite_files: [{path: /x, content: y}]\n",
+        "#!/bin/sh\necho vendor\n",
+        [{"content_type": "text/x-shellscript", "content": "#!/bin/sh\necho part\n"}],
+    ],
+    ids=["none", "mapping", "cloud-config-text", "script", "parts"],
+)
 def test_network_updates_reach_the_vendor_data(fmt: str, vendor: Any) -> None:
     spec = _spec(vendor_data=vendor, updates=UPDATES)
     config = vendor_config(spec, fmt)
@@ -65,15 +69,18 @@ def test_network_updates_reach_the_vendor_data(fmt: str, vendor: Any) -> None:
         assert config["write_files"] == [{"path": "/x", "content": "y"}]  # the spec's vendor data kept
 
 
-@pytest.mark.parametrize("bad", [
-    {"updates": {"network": {"when": ["sometimes"]}}},
-    {"updates": {"network": {}}},
-    {"updates": {"storage": {"when": ["boot"]}}},
-    {"updates": UPDATES, "vendor_data": "Content-Type: multipart/mixed; boundary=x\n\n--x--\n"},
-    {"updates": UPDATES, "vendor_data": {"updates": {"network": {"when": ["hotplug"]}}}},
-    {"instance_id_from": "clock"},
-    {"instance_id_from": "content", "uuid": "0b0d3a2e-6f6e-4b6a-8a55-3a4c1d2e3f40"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"updates": {"network": {"when": ["sometimes"]}}},
+        {"updates": {"network": {}}},
+        {"updates": {"storage": {"when": ["boot"]}}},
+        {"updates": UPDATES, "vendor_data": "Content-Type: multipart/mixed; boundary=x\n\n--x--\n"},
+        {"updates": UPDATES, "vendor_data": {"updates": {"network": {"when": ["hotplug"]}}}},
+        {"instance_id_from": "clock"},
+        {"instance_id_from": "content", "uuid": "0b0d3a2e-6f6e-4b6a-8a55-3a4c1d2e3f40"},
+    ],
+)
 def test_bad_policies_are_refused_with_their_field(bad: dict[str, Any]) -> None:
     with pytest.raises(SpecError) as info:
         build_seed(_spec(**bad), "nocloud")
@@ -88,8 +95,11 @@ def test_content_derived_instance_id_follows_every_change(fmt: str) -> None:
     plain = build_seed(_spec(), fmt)
     assert seed.instance_id != plain.instance_id
     assert build_seed(spec, fmt).instance_id == seed.instance_id  # reproducible
-    for change in ({"hostname": "web2", "fqdn": "web2.example.org"}, {"meta": {"role": "db"}},
-                   {"ssh_authorized_keys": EXAMPLE["ssh_authorized_keys"][:1]}):
+    for change in (
+        {"hostname": "web2", "fqdn": "web2.example.org"},
+        {"meta": {"role": "db"}},
+        {"ssh_authorized_keys": EXAMPLE["ssh_authorized_keys"][:1]},
+    ):
         assert build_seed(_spec(instance_id_from="content", **change), fmt).instance_id != seed.instance_id
     if fmt == "nocloud":
         assert seed.instance_id.startswith(EXAMPLE["instance_id"] + "-")

@@ -18,23 +18,26 @@ KEYS = [
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y alice@example",
 ]
 #: A second key (RSA), with a comment drawn from any one-line text: it reaches context.sh as it is.
-RSA_KEY = ("ssh-rsa "
-            "AAAAB3NzaC1yc2EAAAADAQABAAAAgQCkG7AIrbUesLo5l9DY3ZusrvyaFIw9G3CCaA9dXhCQytYCY7Em5dYRT6+uFF"
-            "GpkVqU/2IlXUCYSKwM+EflQe2JvmxEqZSlSFsO/N6bkaAo7LxC9P/sco6U8XQ46FlcJXz60r+M00gJWhX5OyuOI+GD"
-            "SSayyLmMa8ksyu18JRTuaw==")
+RSA_KEY = (
+    "ssh-rsa "
+    "AAAAB3NzaC1yc2EAAAADAQABAAAAgQCkG7AIrbUesLo5l9DY3ZusrvyaFIw9G3CCaA9dXhCQytYCY7Em5dYRT6+uFF"
+    "GpkVqU/2IlXUCYSKwM+EflQe2JvmxEqZSlSFsO/N6bkaAo7LxC9P/sco6U8XQ46FlcJXz60r+M00gJWhX5OyuOI+GD"
+    "SSayyLmMa8ksyu18JRTuaw=="
+)
 LABEL = st.from_regex(r"\A[a-z][a-z0-9-]{0,20}[a-z0-9]\Z")
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
 #: What a key comment may hold: no control characters or line breaks (one authorized_keys line).
-COMMENT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\u2028\u2029"),
-                  max_size=80)
+COMMENT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\u2028\u2029"), max_size=80)
 
 
 @st.composite
 def ethernet(draw: st.DrawFn, index: int, static: bool) -> dict[str, Any]:
     """One NIC; a ``static`` one has an IPv4 address, no DHCP and default routes only (what
     every format, OpenNebula's too, can express)."""
-    dev: dict[str, Any] = {"match": {"macaddress": f"52:54:00:00:{index // 256:02x}:{index % 256:02x}"},
-                           "set-name": f"eth{index}"}
+    dev: dict[str, Any] = {
+        "match": {"macaddress": f"52:54:00:00:{index // 256:02x}:{index % 256:02x}"},
+        "set-name": f"eth{index}",
+    }
     if not static and draw(st.booleans()):
         dev["dhcp4"] = True
     if not static and draw(st.booleans()):
@@ -73,15 +76,21 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
         spec["meta"] = draw(st.dictionaries(LABEL, TEXT, max_size=3))
     if draw(st.booleans()):
         spec["ssh_authorized_keys"] = KEYS + [f"{RSA_KEY} {draw(COMMENT)}"]
-    payload = draw(st.one_of(st.none(), TEXT, st.dictionaries(LABEL, TEXT, max_size=3),
-                             st.lists(st.builds(lambda c: {"content_type": "text/x-shellscript",
-                                                           "content": c}, TEXT), min_size=1, max_size=3)))
+    payload = draw(
+        st.one_of(
+            st.none(),
+            TEXT,
+            st.dictionaries(LABEL, TEXT, max_size=3),
+            st.lists(
+                st.builds(lambda c: {"content_type": "text/x-shellscript", "content": c}, TEXT), min_size=1, max_size=3
+            ),
+        )
+    )
     if payload is not None:
         spec["user_data" if static else draw(st.sampled_from(["user_data", "vendor_data"]))] = payload
     count = draw(st.integers(0, 3))
     if count:
-        spec["network"] = {"version": 2,
-                           "ethernets": {f"eth{i}": draw(ethernet(i, static)) for i in range(count)}}
+        spec["network"] = {"version": 2, "ethernets": {f"eth{i}": draw(ethernet(i, static)) for i in range(count)}}
     if not static and draw(st.booleans()):
         spec["files"] = [{"path": f"/etc/app/f{i}.conf", "content": draw(TEXT)} for i in range(2)]
     return spec

@@ -28,9 +28,14 @@ from tests.conftest import INVALID_SPECS, VALID_SPECS, spec_id
 
 SCHEMA = json.loads(schema_text())
 # jsonschema's own keywords and messages (quoting whole values), with an int-only "integer"
-STOCK = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=(
-    jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool))))(SCHEMA)
+STOCK = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=(
+        jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)
+        )
+    ),
+)(SCHEMA)
 MESSAGE_CHARS = 300
 
 
@@ -85,18 +90,25 @@ def test_any_of_reports_the_branch_meant() -> None:
     # is the part's field, not "[...] is not of type 'string'".
     parts = [{"content_type": "text/x-shellscript", "content": "#!/bin/sh"}, {"content_type": "text/plain"}]
     assert check_data({"instance_id": "i", "hostname": "h", "user_data": parts}) == [
-        Problem("user_data[1].content", "is required")]
+        Problem("user_data[1].content", "is required")
+    ]
     bad_type = [{"content_type": "Shell Script", "content": "x"}]
     assert check_data({"instance_id": "i", "hostname": "h", "vendor_data": bad_type}) == [
-        Problem("vendor_data[0].content_type", "'Shell Script' does not match '^[a-z0-9.+-]+/[a-z0-9.+-]+$'")]
+        Problem("vendor_data[0].content_type", "'Shell Script' does not match '^[a-z0-9.+-]+/[a-z0-9.+-]+$'")
+    ]
     # no branch fits better than another: the anyOf itself
     assert check_data({"instance_id": "i", "hostname": "h", "user_data": 5}) == [
-        Problem("user_data", "5 is not valid under any of the given schemas")]
+        Problem("user_data", "5 is not valid under any of the given schemas")
+    ]
 
 
 def test_both_user_data_forms_is_one_problem() -> None:
-    data = {"instance_id": "i", "hostname": "h", "user_data": "x",
-            "user_data_parts": [{"content_type": "text/plain", "content": "y"}]}
+    data = {
+        "instance_id": "i",
+        "hostname": "h",
+        "user_data": "x",
+        "user_data_parts": [{"content_type": "text/plain", "content": "y"}],
+    }
     assert check_data(data) == [Problem("user_data_parts", "give either user_data or user_data_parts, not both")]
 
 
@@ -122,13 +134,14 @@ def test_messages_are_jsonschemas_but_for_the_quote(keyword: str) -> None:
     data = {"instance_id": "i", "hostname": "h", **fields}
     [ours], [stock] = schema_problems(data), stock_problems(data)
     assert ours.path == stock.path and stock.message.startswith(repr(value))
-    assert ours.message == specschema.quote(value) + stock.message[len(repr(value)):]
+    assert ours.message == specschema.quote(value) + stock.message[len(repr(value)) :]
     if len(repr(value)) <= specschema.QUOTE_CHARS:
         assert ours == stock
 
 
 def test_every_keyword_quoting_the_instance_is_shortened() -> None:
     """A keyword added to the schema whose jsonschema message quotes the whole value fails here."""
+
     def keys(node: Any) -> set[str]:
         if isinstance(node, dict):
             return set(node).union(*map(keys, node.values()))
@@ -160,12 +173,16 @@ def deep(levels: int) -> Any:
     return value
 
 
-@pytest.mark.parametrize("data", [
-    {"instance_id": HUGE, "hostname": HUGE},  # pattern, maxLength
-    {"instance_id": "i", "hostname": "h", HUGE: 1, "meta": {HUGE: 2}},  # unknown field, key in path
-    {"instance_id": "i", "hostname": deep(5000), "ssh_authorized_keys": [deep(5000)], "user_data": [deep(5000)]},
-    {"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": {"mtu": 10 ** 5000}}}},
-], ids=["5MB-string", "5MB-key", "deep", "huge-int"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"instance_id": HUGE, "hostname": HUGE},  # pattern, maxLength
+        {"instance_id": "i", "hostname": "h", HUGE: 1, "meta": {HUGE: 2}},  # unknown field, key in path
+        {"instance_id": "i", "hostname": deep(5000), "ssh_authorized_keys": [deep(5000)], "user_data": [deep(5000)]},
+        {"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": {"mtu": 10**5000}}}},
+    ],
+    ids=["5MB-string", "5MB-key", "deep", "huge-int"],
+)
 def test_messages_stay_short(data: Any) -> None:
     problems = check_data(data)
     assert_short(problems)
@@ -190,41 +207,76 @@ def test_aliases_within_the_limit_in_wrong_places_give_short_messages() -> None:
     # 3 levels of ten: 1,110 values per use, quoted in messages by jsonschema's keywords
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 3)]
-    text = "bomb:\n" + "\n".join("  " + line for line in lines) + (
-        "\ninstance_id: i\nhostname: *a2\nssh_authorized_keys: [*a2]\nuser_data: [*a2]\n"
-        "meta: {k: *a2}\nfiles: [{path: /x, content: *a2}]\n")
+    text = (
+        "bomb:\n"
+        + "\n".join("  " + line for line in lines)
+        + (
+            "\ninstance_id: i\nhostname: *a2\nssh_authorized_keys: [*a2]\nuser_data: [*a2]\n"
+            "meta: {k: *a2}\nfiles: [{path: /x, content: *a2}]\n"
+        )
+    )
     with pytest.raises(SpecError) as info:
         parse_spec(text)
     assert {p.path for p in info.value.problems} == {
-        "bomb", "hostname", "ssh_authorized_keys[0]", "user_data[0]", "meta.k", "files[0].content"}
+        "bomb",
+        "hostname",
+        "ssh_authorized_keys[0]",
+        "user_data[0]",
+        "meta.k",
+        "files[0].content",
+    }
     assert_short(info.value.problems)
 
 
 def test_values_without_a_json_type_are_refused_before_the_schema() -> None:
     # a complex number is a JSON Schema number to jsonschema, which would compare it with 68
     with pytest.raises(SpecError) as info:
-        load_spec({"instance_id": "i", "hostname": "h", "fqdn": "other.example",
-                   "network": {"ethernets": {"e": {"mtu": 1 + 2j}}}})
+        load_spec(
+            {
+                "instance_id": "i",
+                "hostname": "h",
+                "fqdn": "other.example",
+                "network": {"ethernets": {"e": {"mtu": 1 + 2j}}},
+            }
+        )
     # no schema or semantic checks on such data (fqdn is not reported)
     assert [str(p) for p in info.value.problems] == ["network.ethernets.e.mtu: a complex is not a YAML/JSON value"]
 
 
 def test_integer_means_int() -> None:
     for value in (1500.0, True, "1500", 1e3):
-        data = {"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": {"mtu": value}},
-                "vlans": {"e.5": {"id": value if value is not True else 5.0, "link": "e"}}}}
+        data = {
+            "instance_id": "i",
+            "hostname": "h",
+            "network": {
+                "ethernets": {"e": {"mtu": value}},
+                "vlans": {"e.5": {"id": value if value is not True else 5.0, "link": "e"}},
+            },
+        }
         assert [p.path for p in schema_problems(data)] == ["network.ethernets.e.mtu", "network.vlans.e.5.id"]
     route = {"to": "10.9.0.0/16", "via": "10.0.0.1", "metric": 100.0}
-    assert [p.path for p in schema_problems({"instance_id": "i", "hostname": "h", "network": {"ethernets": {
-        "e": {"addresses": ["10.0.0.5/24"], "routes": [route]}}}})] == ["network.ethernets.e.routes[0].metric"]
+    assert [
+        p.path
+        for p in schema_problems(
+            {
+                "instance_id": "i",
+                "hostname": "h",
+                "network": {"ethernets": {"e": {"addresses": ["10.0.0.5/24"], "routes": [route]}}},
+            }
+        )
+    ] == ["network.ethernets.e.routes[0].metric"]
 
 
-@pytest.mark.parametrize(("data", "path"), [
-    ({"instance_id": "iid\n"}, "instance_id"),
-    ({"user_data_parts": [{"content_type": "text/plain\n", "content": "x"}]}, "user_data_parts[0].content_type"),
-    ({"network": {"ethernets": {"e": {"set-name": "eth0\n"}}}}, "network.ethernets.e.set-name"),
-    ({"network": {"ethernets": {"eth0\n": {}}}}, "network.ethernets"),
-], ids=["instance_id", "content_type", "set-name", "device-id"])
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"instance_id": "iid\n"}, "instance_id"),
+        ({"user_data_parts": [{"content_type": "text/plain\n", "content": "x"}]}, "user_data_parts[0].content_type"),
+        ({"network": {"ethernets": {"e": {"set-name": "eth0\n"}}}}, "network.ethernets.e.set-name"),
+        ({"network": {"ethernets": {"eth0\n": {}}}}, "network.ethernets"),
+    ],
+    ids=["instance_id", "content_type", "set-name", "device-id"],
+)
 def test_a_pattern_matches_the_whole_value(data: dict[str, Any], path: str) -> None:
     # Python's "$" matches before a final newline: "iid\n" passed "^[A-Za-z0-9][A-Za-z0-9._:-]*$"
     assert [p.path for p in schema_problems({"instance_id": "i", "hostname": "h", **data})] == [path]
@@ -240,7 +292,8 @@ def test_schema_patterns_read_dollar_as_the_end_of_the_text() -> None:
 def test_both_schema_copies_are_identical() -> None:
     root = Path(__file__).parent.parent
     assert (root / "schemas/vmspec.schema.json").read_bytes() == (
-        root / "configdrive/schemas/vmspec.schema.json").read_bytes()
+        root / "configdrive/schemas/vmspec.schema.json"
+    ).read_bytes()
 
 
 # --- stock jsonschema's verdicts on specs mutated by Hypothesis --------------------------------
@@ -249,32 +302,90 @@ BASES = [s for s in map(fixture_spec, [*VALID_SPECS, *INVALID_SPECS]) if isinsta
 
 # Values that hit every keyword: wrong types, edge lengths, bools posing as numbers, bad names.
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=False, width=32),
-    st.sampled_from(["", "x", "eth0", "bad name!", "a" * 300, "text/x-shellscript", "a/b/c",
-                     "active-backup", "fast", "layer2", "2001:db8::1/64", "default", "-x", "é"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 70000),
+    st.floats(allow_nan=False, width=32),
+    st.sampled_from(
+        [
+            "",
+            "x",
+            "eth0",
+            "bad name!",
+            "a" * 300,
+            "text/x-shellscript",
+            "a/b/c",
+            "active-backup",
+            "fast",
+            "layer2",
+            "2001:db8::1/64",
+            "default",
+            "-x",
+            "é",
+        ]
+    ),
 )
 values = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(["content", "content_type", "filename", "path", "to",
-                                         "via", "interfaces", "id", "link", "x", "mode"]),
-                        inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(
+                ["content", "content_type", "filename", "path", "to", "via", "interfaces", "id", "link", "x", "mode"]
+            ),
+            inner,
+            max_size=3,
+        ),
     ),
     max_leaves=6,
 )
 
 # Same-type replacements reach the keywords behind a type check (pattern, lengths, enum, bounds).
 TWEAKS: dict[type, st.SearchStrategy[Any]] = {
-    str: st.sampled_from(["", "x", "eth0", "bad name!", "a" * 300, "text/x-shellscript", "a/b",
-                          "active-backup", "slow", "layer3+4", "balance-zz", "-x", "é", "x" * 16]),
+    str: st.sampled_from(
+        [
+            "",
+            "x",
+            "eth0",
+            "bad name!",
+            "a" * 300,
+            "text/x-shellscript",
+            "a/b",
+            "active-backup",
+            "slow",
+            "layer3+4",
+            "balance-zz",
+            "-x",
+            "é",
+            "x" * 16,
+        ]
+    ),
     int: st.sampled_from([-1, 0, 1, 2, 3, 67, 68, 4094, 4095, 65536, 4294967296]),
     bool: st.booleans(),
     float: st.floats(-10, 5000),
 }
-ADDED_KEYS = ["extra", "set-name", "mtu", "user_data_parts", "user_data", "vendor_data", "meta",
-              "id", "metric", "parameters", "mode", "lacp-rate", "transmit-hash-policy", "version",
-              "mii-monitor-interval", "filename", "primary", "files", "routes", "dhcp4"]
+ADDED_KEYS = [
+    "extra",
+    "set-name",
+    "mtu",
+    "user_data_parts",
+    "user_data",
+    "vendor_data",
+    "meta",
+    "id",
+    "metric",
+    "parameters",
+    "mode",
+    "lacp-rate",
+    "transmit-hash-policy",
+    "version",
+    "mii-monitor-interval",
+    "filename",
+    "primary",
+    "files",
+    "routes",
+    "dhcp4",
+]
 
 
 def paths_of(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -46,12 +46,13 @@ def test_invalid_fixture_reports_every_expected_path(path: Path) -> None:
 
 
 def test_problem_paths_use_dots_and_indexes() -> None:
-    assert field_path(["network", "ethernets", "eth1", "addresses", 0]) == \
-        "network.ethernets.eth1.addresses[0]"
-    problems = check_data({"instance_id": "i", "hostname": "h",
-                           "network": {"ethernets": {"eth1": {"addresses": ["2001:db8::1/129"]}}}})
+    assert field_path(["network", "ethernets", "eth1", "addresses", 0]) == "network.ethernets.eth1.addresses[0]"
+    problems = check_data(
+        {"instance_id": "i", "hostname": "h", "network": {"ethernets": {"eth1": {"addresses": ["2001:db8::1/129"]}}}}
+    )
     assert [str(p) for p in problems] == [
-        "network.ethernets.eth1.addresses[0]: '2001:db8::1/129' is not a valid IPv6 interface address"]
+        "network.ethernets.eth1.addresses[0]: '2001:db8::1/129' is not a valid IPv6 interface address"
+    ]
 
 
 def test_not_a_mapping_is_one_problem() -> None:
@@ -77,15 +78,25 @@ def test_uuid_derived_from_instance_id_is_stable_and_changes_with_it() -> None:
     b = load_spec({"instance_id": "iid-b", "hostname": "h"})
     assert a.uuid == again.uuid != b.uuid
     assert uuid.UUID(a.uuid).version == 5
-    given = load_spec({"instance_id": "iid-a", "hostname": "h",
-                       "uuid": "0B5B2A2E-4C3E-4A5F-9A53-1D2E3F405162"})
+    given = load_spec({"instance_id": "iid-a", "hostname": "h", "uuid": "0B5B2A2E-4C3E-4A5F-9A53-1D2E3F405162"})
     assert given.uuid == "0b5b2a2e-4c3e-4a5f-9a53-1d2e3f405162"
 
 
 def test_default_route_takes_the_gateway_family() -> None:
-    spec = load_spec({"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": {
-        "addresses": ["2001:db8::5/64", "192.0.2.5/24"],
-        "routes": [{"to": "default", "via": "2001:db8::1"}, {"to": "default", "via": "192.0.2.1"}]}}}})
+    spec = load_spec(
+        {
+            "instance_id": "i",
+            "hostname": "h",
+            "network": {
+                "ethernets": {
+                    "e": {
+                        "addresses": ["2001:db8::5/64", "192.0.2.5/24"],
+                        "routes": [{"to": "default", "via": "2001:db8::1"}, {"to": "default", "via": "192.0.2.1"}],
+                    }
+                }
+            },
+        }
+    )
     assert spec.network is not None
     assert [r.to for r in spec.network.interfaces[0].routes] == ["::/0", "0.0.0.0/0"]
 
@@ -99,7 +110,8 @@ def test_gateway_reachable_through_dhcp_is_accepted() -> None:
     del nic["dhcp4"]
     problems = check_data({"instance_id": "i", "hostname": "h", "network": {"ethernets": {"e": nic}}})
     assert [str(p) for p in problems] == [
-        "network.ethernets.e.routes[0].via: gateway 10.0.2.2 is not on any subnet of this interface"]
+        "network.ethernets.e.routes[0].via: gateway 10.0.2.2 is not on any subnet of this interface"
+    ]
 
 
 def test_ssh_key_parsing() -> None:
@@ -124,8 +136,8 @@ YAML_CORPUS = [
     "a: [yes, No, on, OFF, true, ~, null, '', \"\", 'yes']\n",
     "d: 2001-12-14t21:59:43.10-05:00\ne: 2002-12-14\nf: '2002-12-14'\n",
     "base: &b {x: 1, y: [a, b]}\nuse: *b\nmerged: {<<: *b, y: 2}\nmany: {<<: [*b, {x: 9, z: 3}], w: 0}\n",
-    "s: |\n  line one\n  line two\nf: >\n  folded\n  text\nq: \"tab\\there \\u00e9 \\U0001F600\"\n",
-    "? complex\n: value\n'quoted key': \"v\"\n\"k2\": [{a: {b: [c, {d: e}]}}]\n",
+    's: |\n  line one\n  line two\nf: >\n  folded\n  text\nq: "tab\\there \\u00e9 \\U0001F600"\n',
+    '? complex\n: value\n\'quoted key\': "v"\n"k2": [{a: {b: [c, {d: e}]}}]\n',
     "--- \n- a\n- - b\n  - c\n- {d: [e, f]}\n...\n",
     "empty: {}\nnone: []\nnested: [[], [[]], {a: {}}]\n",
     "a: &anchor !!str 1\nb: *anchor\nc: !!int '7'\nd: !!float '1'\ne: !!bool 'true'\nf: !!null ''\n",
@@ -147,10 +159,16 @@ def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     return request.param  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("text", [
-    "[" * 25_000 + "]" * 25_000, "{a: " * 25_000 + "}" * 25_000, "- " * 25_000 + "x",
-    "a:\n" + "".join(" " * (i + 1) + "b:\n" for i in range(2000)) + " " * 2002 + "c\n",
-], ids=["flow-lists", "flow-maps", "block-dashes", "block-maps"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 25_000 + "]" * 25_000,
+        "{a: " * 25_000 + "}" * 25_000,
+        "- " * 25_000 + "x",
+        "a:\n" + "".join(" " * (i + 1) + "b:\n" for i in range(2000)) + " " * 2002 + "c\n",
+    ],
+    ids=["flow-lists", "flow-maps", "block-dashes", "block-maps"],
+)
 def test_deep_nesting_is_refused_by_either_loader(text: str, loader: str) -> None:
     start = time.perf_counter()
     with pytest.raises(SpecError, match="nested deeper than 64 levels"):
@@ -167,7 +185,8 @@ def test_depth_64_is_taken(loader: str) -> None:
 
 def test_alias_bomb_and_cycle_are_refused_by_either_loader(loader: str) -> None:
     bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 12))
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 12)
+    )
     start = time.perf_counter()
     with pytest.raises(SpecError, match="more than 20000 values"):
         parse_document(bomb)
@@ -175,7 +194,8 @@ def test_alias_bomb_and_cycle_are_refused_by_either_loader(loader: str) -> None:
     with pytest.raises(SpecError) as info:
         parse_document("user_data: &a {x: [1, *a]}")
     assert [str(p) for p in info.value.problems] == [
-        "user_data.x[1]: alias *a is inside the value it names (circular data)"]
+        "user_data.x[1]: alias *a is inside the value it names (circular data)"
+    ]
 
 
 def test_other_documents_may_hold_more_values() -> None:
@@ -186,8 +206,10 @@ def test_other_documents_may_hold_more_values() -> None:
 
 
 def test_parse_problems_are_all_reported_with_paths() -> None:
-    text = ("instance_id: i\nhostname: h\nhostname: again\nmeta: {1: a, k: !!binary aGk=, j: !!int x}\n"
-            "user_data: {? [a]\n: b, when: 2024-02-30}\n")
+    text = (
+        "instance_id: i\nhostname: h\nhostname: again\nmeta: {1: a, k: !!binary aGk=, j: !!int x}\n"
+        "user_data: {? [a]\n: b, when: 2024-02-30}\n"
+    )
     with pytest.raises(SpecError) as info:
         parse_document(text)
     assert [str(p) for p in info.value.problems] == [
@@ -210,13 +232,22 @@ def test_library_data_of_any_mapping_sequence_and_str_type() -> None:
     class Name(str):
         pass
 
-    spec = load_spec(MappingProxyType({Name("instance_id"): Name("i"), "hostname": UserString("h"),
-                                       "ssh_authorized_keys": (KEY,), "meta": OrderedDict(a="b")}))
+    spec = load_spec(
+        MappingProxyType(
+            {
+                Name("instance_id"): Name("i"),
+                "hostname": UserString("h"),
+                "ssh_authorized_keys": (KEY,),
+                "meta": OrderedDict(a="b"),
+            }
+        )
+    )
     assert (type(spec.instance_id), type(spec.hostname), spec.meta) == (str, str, {"a": "b"})
     looped: dict[str, Any] = {"instance_id": "i", "hostname": "h"}
     looped["user_data"] = {"again": [looped]}
     assert [str(p) for p in check_data(looped)] == [
-        "user_data.again[0]: is a list or mapping that contains itself (circular data)"]
+        "user_data.again[0]: is a list or mapping that contains itself (circular data)"
+    ]
     assert [p.path for p in check_data({"instance_id": "i", "hostname": "h", "meta": {"k": "\udc80"}})] == ["meta.k"]
 
 
@@ -225,15 +256,21 @@ def test_library_data_of_any_mapping_sequence_and_str_type() -> None:
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y alice@example"
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==", "its Ed25519 key claims 32 bytes, 0 follow"),
-    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAHwlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX0=",
-     "its Ed25519 key is not 32 bytes"),
-    ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB", "ends before the length of its RSA modulus"),
-    (KEY + "\nssh-ed25519 AAAA second-key", "control character or line break"),
-    (KEY.replace(" alice", "\x85alice"), "control character or line break"),
-    (KEY.replace("X2y", "X2yAAAA"), "3 bytes after the key"),
-], ids=["false-length", "short-key", "rsa-cut", "newline", "nel", "trailing"])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==", "its Ed25519 key claims 32 bytes, 0 follow"),
+        (
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAHwlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX0=",
+            "its Ed25519 key is not 32 bytes",
+        ),
+        ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQAB", "ends before the length of its RSA modulus"),
+        (KEY + "\nssh-ed25519 AAAA second-key", "control character or line break"),
+        (KEY.replace(" alice", "\x85alice"), "control character or line break"),
+        (KEY.replace("X2y", "X2yAAAA"), "3 bytes after the key"),
+    ],
+    ids=["false-length", "short-key", "rsa-cut", "newline", "nel", "trailing"],
+)
 def test_ssh_key_blobs_are_read_in_full(line: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_ssh_key(line)
@@ -266,7 +303,12 @@ def test_part_filenames_the_spec_takes_arrive_as_written(filename: str) -> None:
 
     from configdrive.render.userdata import render_payload
 
-    spec = load_spec({"instance_id": "i", "hostname": "h", "user_data_parts": [
-        {"content_type": "text/x-shellscript", "content": "#!/bin/sh\n", "filename": filename}]})
+    spec = load_spec(
+        {
+            "instance_id": "i",
+            "hostname": "h",
+            "user_data_parts": [{"content_type": "text/x-shellscript", "content": "#!/bin/sh\n", "filename": filename}],
+        }
+    )
     message = email.message_from_bytes(render_payload(spec.user_data) or b"")
     assert [part.get_filename() for part in message.walk() if not part.is_multipart()] == [filename]

@@ -10,8 +10,18 @@ from configdrive.model import FileTree, VMSpec
 from configdrive.render import nocloud, opennebula, openstack
 from configdrive.render.format import Format
 
-__all__ = ["CHECKED_BY_DEFAULT", "DEFAULT_FORMAT", "FORMATS", "Format", "check", "format_of_label", "get_format",
-           "instance_id", "label", "render"]
+__all__ = [
+    "CHECKED_BY_DEFAULT",
+    "DEFAULT_FORMAT",
+    "FORMATS",
+    "Format",
+    "check",
+    "format_of_label",
+    "get_format",
+    "instance_id",
+    "label",
+    "render",
+]
 
 #: Every format, by name, in the order the CLI lists them.
 FORMATS: dict[str, Format] = {f.name: f for f in (nocloud.FORMAT, openstack.FORMAT, opennebula.FORMAT)}
@@ -47,8 +57,13 @@ def check(spec: VMSpec, formats: tuple[str, ...] | list[str]) -> None:
 def _policy_problems(spec: VMSpec, fmt: Format) -> list[Problem]:
     """What a format's reader makes of the spec's instance-id policy."""
     if spec.instance_id_from == "content" and fmt.fixed_instance_id is not None:
-        return [Problem("instance_id_from", f"{fmt.name}: cloud-init gives every {fmt.name} guest the instance "
-                        f"id {fmt.fixed_instance_id!r}, so an id derived from the content would change nothing")]
+        return [
+            Problem(
+                "instance_id_from",
+                f"{fmt.name}: cloud-init gives every {fmt.name} guest the instance "
+                f"id {fmt.fixed_instance_id!r}, so an id derived from the content would change nothing",
+            )
+        ]
     return []
 
 

@@ -107,13 +107,17 @@ def render_network_data(network: Network) -> dict[str, Any]:
             link.update(type="phy", ethernet_mac_address=iface.macaddress)
         elif iface.kind == "bond":
             members = [by_id[m] for m in iface.bond_interfaces]
-            link.update(type="bond", bond_links=[m.name for m in members],
-                        ethernet_mac_address=iface.macaddress or members[0].macaddress)
+            link.update(
+                type="bond",
+                bond_links=[m.name for m in members],
+                ethernet_mac_address=iface.macaddress or members[0].macaddress,
+            )
             link.update({f"bond_{k.replace('-', '_')}": v for k, v in _bond_params(iface).items()})
         else:
             parent = by_id[iface.vlan_link or ""]
-            link.update(type="vlan", vlan_link=parent.name, vlan_id=iface.vlan_id,
-                        vlan_mac_address=_mac_of(parent, by_id))
+            link.update(
+                type="vlan", vlan_link=parent.name, vlan_id=iface.vlan_id, vlan_mac_address=_mac_of(parent, by_id)
+            )
         if iface.mtu is not None:
             link["mtu"] = iface.mtu
         links.append(link)
@@ -127,8 +131,7 @@ def render_network_data(network: Network) -> dict[str, Any]:
 
 def _bond_params(iface: Interface) -> dict[str, Any]:
     # network_data.json spells the bonding driver's own option names: miimon, xmit_hash_policy.
-    renames = {"mii-monitor-interval": "miimon", "transmit-hash-policy": "xmit_hash_policy",
-               "lacp-rate": "lacp_rate"}
+    renames = {"mii-monitor-interval": "miimon", "transmit-hash-policy": "xmit_hash_policy", "lacp-rate": "lacp_rate"}
     return {renames.get(k, k): v for k, v in iface.bond_parameters.items()}
 
 
@@ -153,12 +156,14 @@ def _networks(iface: Interface, start: int) -> list[dict[str, Any]]:
 
     for address in iface.addresses:
         ip = ipaddress.ip_interface(address)
-        net = add(f"ipv{ip.version}", ip_address=str(ip.ip), netmask=str(ip.netmask),
-                  routes=[], services=dns)
+        net = add(f"ipv{ip.version}", ip_address=str(ip.ip), netmask=str(ip.netmask), routes=[], services=dns)
         if iface.nameservers and iface.nameservers.search:
             net["dns_search"] = list(iface.nameservers.search)
-        net["routes"] = [_route(r) for r in iface.routes
-                         if r.version == ip.version and _on_link(r, ip) and not _claimed(r, nets[:-1])]
+        net["routes"] = [
+            _route(r)
+            for r in iface.routes
+            if r.version == ip.version and _on_link(r, ip) and not _claimed(r, nets[:-1])
+        ]
     if iface.dhcp4:
         add("ipv4_dhcp", routes=[_route(r) for r in iface.routes if r.version == 4 and not _claimed(r, nets)])
     if iface.dhcp6:
@@ -182,8 +187,7 @@ def _claimed(route: Route, nets: list[dict[str, Any]]) -> bool:
 
 def _route(route: Route) -> dict[str, Any]:
     net = ipaddress.ip_network(route.to)
-    entry: dict[str, Any] = {"network": str(net.network_address), "netmask": str(net.netmask),
-                             "gateway": route.via}
+    entry: dict[str, Any] = {"network": str(net.network_address), "netmask": str(net.netmask), "gateway": route.via}
     if route.metric is not None:
         entry["metric"] = route.metric
     return entry

@@ -22,9 +22,12 @@ def problems(spec: VMSpec) -> list[Problem]:
     for iface in spec.network.interfaces if spec.network else ():
         for j, route in enumerate(iface.routes):
             if route.is_default and route.metric is not None:
-                problems.append(Problem(field(iface, f"routes[{j}]", "metric"),
-                                        "nocloud: a default route is written as gateway4/gateway6, "
-                                        "which carries no metric"))
+                problems.append(
+                    Problem(
+                        field(iface, f"routes[{j}]", "metric"),
+                        "nocloud: a default route is written as gateway4/gateway6, which carries no metric",
+                    )
+                )
     return problems
 
 
@@ -52,7 +55,6 @@ def render(spec: VMSpec) -> FileTree:
     if spec.network:
         tree["network-config"] = dump_yaml(render_netplan(spec.network))
     return tree
-
 
 
 def fields(tree: FileTree) -> dict[str, Any]:

@@ -50,8 +50,10 @@ def problems(spec: VMSpec) -> list[Problem]:
     for i, key in enumerate(spec.ssh_authorized_keys):
         # cloud-init splits SSH_PUBLIC_KEY with str.splitlines(); bash variables cannot hold NUL.
         if len(key.line.splitlines()) != 1 or "\0" in key.line:
-            refuse(f"ssh_authorized_keys[{i}]", "SSH_PUBLIC_KEY holds one key per line; this key's "
-                   "comment has a line break or NUL")
+            refuse(
+                f"ssh_authorized_keys[{i}]",
+                "SSH_PUBLIC_KEY holds one key per line; this key's comment has a line break or NUL",
+            )
     for iface in spec.network.interfaces if spec.network else ():
         if iface.kind == "bond":
             refuse(field(iface), "CONTEXT has no bonds")
@@ -66,11 +68,19 @@ def _nic_problems(iface: Interface) -> list[Problem]:
     """What one NIC's ETHn_* variables cannot say (messages without the format prefix)."""
     out: list[Problem] = []
     if not iface.macaddress:
-        out.append(Problem(field(iface, "match", "macaddress"),
-                           "is required (cloud-init finds a NIC's ETHn_* variables by ETHn_MAC)"))
+        out.append(
+            Problem(
+                field(iface, "match", "macaddress"),
+                "is required (cloud-init finds a NIC's ETHn_* variables by ETHn_MAC)",
+            )
+        )
     if iface.name != iface.id:
-        out.append(Problem(field(iface, "set-name"), "NICs cannot be renamed (cloud-init matches them by "
-                           "MAC and keeps the guest's own names)"))
+        out.append(
+            Problem(
+                field(iface, "set-name"),
+                "NICs cannot be renamed (cloud-init matches them by MAC and keeps the guest's own names)",
+            )
+        )
     for flag, on in (("dhcp4", iface.dhcp4), ("dhcp6", iface.dhcp6)):
         if on:
             out.append(Problem(field(iface, flag), "no DHCP: cloud-init configures every NIC statically"))
@@ -78,25 +88,37 @@ def _nic_problems(iface: Interface) -> list[Problem]:
         out.append(Problem(field(iface, "accept-ra"), "cannot turn router advertisements off"))
     v4, v6 = iface.ipv4_addresses, iface.ipv6_addresses
     if not v4:
-        out.append(Problem(field(iface, "addresses"), "every NIC needs one IPv4 address: cloud-init "
-                           "makes one up from the MAC when ETHn_IP is missing"))
+        out.append(
+            Problem(
+                field(iface, "addresses"),
+                "every NIC needs one IPv4 address: cloud-init makes one up from the MAC when ETHn_IP is missing",
+            )
+        )
     seen: set[int] = set()
     for index, address in enumerate(iface.addresses):
         version = 6 if ":" in address else 4
         if version in seen:
-            out.append(Problem(field(iface, f"addresses[{index}]"), f"one IPv{version} address per NIC "
-                               f"({'ETHn_IP6' if version == 6 else 'ETHn_IP'})"))
+            out.append(
+                Problem(
+                    field(iface, f"addresses[{index}]"),
+                    f"one IPv{version} address per NIC ({'ETHn_IP6' if version == 6 else 'ETHn_IP'})",
+                )
+            )
         seen.add(version)
     for j, route in enumerate(iface.routes):
         if not route.is_default:
-            out.append(Problem(field(iface, f"routes[{j}]"), "no routes but the default gateways "
-                               "(ETHn_GATEWAY, ETHn_IP6_GATEWAY)"))
+            out.append(
+                Problem(
+                    field(iface, f"routes[{j}]"), "no routes but the default gateways (ETHn_GATEWAY, ETHn_IP6_GATEWAY)"
+                )
+            )
         elif route.metric is not None:
             out.append(Problem(field(iface, f"routes[{j}]", "metric"), "a default gateway carries no metric"))
         elif route.version == 6 and not v6:
             # cloud-init hangs gateway6 on the NIC's first IPv6 address and drops it without one.
-            out.append(Problem(field(iface, f"routes[{j}]"), "an IPv6 default gateway needs an IPv6 "
-                               "address on the same NIC"))
+            out.append(
+                Problem(field(iface, f"routes[{j}]"), "an IPv6 default gateway needs an IPv6 address on the same NIC")
+            )
     return out
 
 

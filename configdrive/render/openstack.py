@@ -28,8 +28,18 @@ OS_VICTORIA = "2020-10-14"  # adds meta_data.json "dedicated_cpus"
 OS_LATEST = "latest"
 
 #: Every version folder Nova writes, oldest first; ``latest`` carries everything.
-VERSIONS = (OS_FOLSOM, OS_GRIZZLY, OS_HAVANA, OS_LIBERTY, OS_NEWTON_ONE, OS_NEWTON_TWO,
-            OS_OCATA, OS_ROCKY, OS_VICTORIA, OS_LATEST)
+VERSIONS = (
+    OS_FOLSOM,
+    OS_GRIZZLY,
+    OS_HAVANA,
+    OS_LIBERTY,
+    OS_NEWTON_ONE,
+    OS_NEWTON_TWO,
+    OS_OCATA,
+    OS_ROCKY,
+    OS_VICTORIA,
+    OS_LATEST,
+)
 
 #: file name -> first version that carries it.
 FILES_SINCE = {
@@ -64,25 +74,43 @@ def problems(spec: VMSpec) -> list[Problem]:
         # datasource returns its "_unset" sentinel as the network config and init fails with
         # "'str' object has no attribute 'get'" (the bug fixed for LXD in canonical/cloud-init#1537,
         # reported for UpCloud in #7067; ConfigDrive's network_config checks only for None).
-        problems.append(Problem("updates", "configdrive: cloud-init 22.4's ConfigDrive datasource fails when it "
-                                "re-applies network config on boot (canonical/cloud-init#1537, #7067); use "
-                                "nocloud, or instance_id_from: content"))
+        problems.append(
+            Problem(
+                "updates",
+                "configdrive: cloud-init 22.4's ConfigDrive datasource fails when it "
+                "re-applies network config on boot (canonical/cloud-init#1537, #7067); use "
+                "nocloud, or instance_id_from: content",
+            )
+        )
     if spec.network is None:
         return problems
     names = {i.id: i.name for i in spec.network.interfaces}
     for number, bond in enumerate(spec.network.of_kind("bond")):
         if bond.name != f"bond{number}":
-            problems.append(Problem(field(bond), f"configdrive: cloud-init names config-2 bonds "
-                                    f"bond0, bond1, ... in order; this one must be named bond{number}"))
+            problems.append(
+                Problem(
+                    field(bond),
+                    f"configdrive: cloud-init names config-2 bonds "
+                    f"bond0, bond1, ... in order; this one must be named bond{number}",
+                )
+            )
     for iface in spec.network.interfaces:
         if iface.kind == "ethernet" and not iface.macaddress:
-            problems.append(Problem(field(iface, "match", "macaddress"),
-                                    "configdrive: is required (network_data.json links are found by MAC)"))
+            problems.append(
+                Problem(
+                    field(iface, "match", "macaddress"),
+                    "configdrive: is required (network_data.json links are found by MAC)",
+                )
+            )
         if iface.kind == "vlan":
             expected = f"{names[iface.vlan_link or '']}.{iface.vlan_id}"
             if iface.name != expected:
-                problems.append(Problem(field(iface), f"configdrive: cloud-init names config-2 VLANs "
-                                        f"<link>.<id>; this one must be named {expected}"))
+                problems.append(
+                    Problem(
+                        field(iface),
+                        f"configdrive: cloud-init names config-2 VLANs <link>.<id>; this one must be named {expected}",
+                    )
+                )
     return problems
 
 
@@ -105,7 +133,8 @@ def render(spec: VMSpec) -> FileTree:
     for version in VERSIONS:
         folder = f"openstack/{version}/"
         tree[folder + "meta_data.json"] = _json(
-            {k: v for k, v in meta.items() if since(version, META_SINCE.get(k, OS_FOLSOM))})
+            {k: v for k, v in meta.items() if since(version, META_SINCE.get(k, OS_FOLSOM))}
+        )
         for name, content in per_file.items():
             if content is not None and since(version, FILES_SINCE[name]):
                 tree[folder + name] = content
@@ -129,22 +158,21 @@ def _meta_data(spec: VMSpec) -> dict[str, Any]:
         "availability_zone": spec.availability_zone or "nova",
         "meta": dict(spec.meta),
         "public_keys": {n: k.line for n, k in zip(names, spec.ssh_authorized_keys, strict=True)},
-        "keys": [{"name": n, "type": "ssh", "data": k.line}
-                 for n, k in zip(names, spec.ssh_authorized_keys, strict=True)],
+        "keys": [
+            {"name": n, "type": "ssh", "data": k.line} for n, k in zip(names, spec.ssh_authorized_keys, strict=True)
+        ],
         "devices": [],
         "dedicated_cpus": [],
     }
     if spec.files:
-        meta["files"] = [{"path": f.path, "content_path": f"/content/{i:04d}"}
-                         for i, f in enumerate(spec.files)]
+        meta["files"] = [{"path": f.path, "content_path": f"/content/{i:04d}"} for i, f in enumerate(spec.files)]
     return meta
 
 
 def _key_names(spec: VMSpec) -> list[str]:
     """Nova's key pairs have names; ours are the key comments where unique, else key-N."""
     comments = [k.comment for k in spec.ssh_authorized_keys]
-    return [c if c and comments.count(c) == 1 and " " not in c else f"key-{i}"
-            for i, c in enumerate(comments)]
+    return [c if c and comments.count(c) == 1 and " " not in c else f"key-{i}" for i, c in enumerate(comments)]
 
 
 def _vendor_data(spec: VMSpec) -> Any:
@@ -177,8 +205,14 @@ def _json(data: Any) -> bytes:
 def fields(tree: FileTree) -> dict[str, Any]:
     """The spec fields cloud-init 22.4 reads from a config drive: the newest dated folder it knows
     (see ``configdrive.changes``)."""
-    folder = next((f"openstack/{v}/" for v in reversed(VERSIONS[:VERSIONS.index(OS_ROCKY) + 1])
-                   if f"openstack/{v}/meta_data.json" in tree), "openstack/latest/")
+    folder = next(
+        (
+            f"openstack/{v}/"
+            for v in reversed(VERSIONS[: VERSIONS.index(OS_ROCKY) + 1])
+            if f"openstack/{v}/meta_data.json" in tree
+        ),
+        "openstack/latest/",
+    )
     meta = json.loads(tree.get(folder + "meta_data.json", b"{}"))
     vendor = json.loads(tree.get(folder + "vendor_data.json", b"{}"))
     vendor_payload = vendor.get("cloud-init") if isinstance(vendor, dict) else vendor
@@ -205,7 +239,10 @@ FORMAT = Format(
     render=render,
     problems=problems,
     instance_id=instance_id,
-    metadata_files=("openstack/latest/meta_data.json", "openstack/latest/network_data.json",
-                    "ec2/latest/meta-data.json"),
+    metadata_files=(
+        "openstack/latest/meta_data.json",
+        "openstack/latest/network_data.json",
+        "ec2/latest/meta-data.json",
+    ),
     fields=fields,
 )

@@ -25,8 +25,11 @@ def render_payload(payload: str | Mapping[str, Any] | tuple[Part, ...] | None) -
 
 #: What a text payload starts with -> its MIME type, as cloud-init's handlers tell them apart; the
 #: kinds that can share a multipart message with the ``updates`` cloud-config part.
-TEXT_PAYLOAD_TYPES = {"#cloud-config\n": "text/cloud-config", "#!": "text/x-shellscript",
-                      "#cloud-boothook\n": "text/cloud-boothook"}
+TEXT_PAYLOAD_TYPES = {
+    "#cloud-config\n": "text/cloud-config",
+    "#!": "text/x-shellscript",
+    "#cloud-boothook\n": "text/cloud-boothook",
+}
 
 
 def vendor_payload(spec: VMSpec) -> bytes | None:
@@ -103,8 +106,14 @@ def dump_yaml(data: Any) -> bytes:
     import yaml
 
     dumper = getattr(yaml, "CSafeDumper", None) if _plain(data) else None
-    text: str = yaml.dump(data, Dumper=dumper or yaml.SafeDumper, sort_keys=False, default_flow_style=False,
-                          allow_unicode=True, width=1 << 16)
+    text: str = yaml.dump(
+        data,
+        Dumper=dumper or yaml.SafeDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=1 << 16,
+    )
     return text.encode()
 
 
@@ -135,7 +144,7 @@ def render_multipart(parts: tuple[Part, ...]) -> bytes:
         charset = "us-ascii" if part.content.isascii() else "utf-8"
         item = MIMEText(part.content, _subtype=subtype, _charset=charset)
         if maintype != "text":
-            item.replace_header("Content-Type", f"{part.content_type}; charset=\"{charset}\"")
+            item.replace_header("Content-Type", f'{part.content_type}; charset="{charset}"')
         filename = part.filename or f"part-{index + 1:03d}"
         item.add_header("Content-Disposition", "attachment", filename=filename)
         message.attach(item)

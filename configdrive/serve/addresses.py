@@ -79,14 +79,20 @@ class AddressIndex:
             owners = self._by_address.setdefault(address, set())
             owners.add(vm_id)
             if len(owners) == 2:
-                log.warning("address %s is claimed by %s: answering 404 to it until one of them "
-                            "gives it up", address, " and ".join(sorted(owners)))
+                log.warning(
+                    "address %s is claimed by %s: answering 404 to it until one of them gives it up",
+                    address,
+                    " and ".join(sorted(owners)),
+                )
         for iid in claims.interface_ids:
             owners = self._by_iid.setdefault(iid, set())
             owners.add(vm_id)
             if len(owners) == 2:
-                log.warning("MAC-derived interface id %s is claimed by %s: answering 404 to it",
-                            _iid_text(iid), " and ".join(sorted(owners)))
+                log.warning(
+                    "MAC-derived interface id %s is claimed by %s: answering 404 to it",
+                    _iid_text(iid),
+                    " and ".join(sorted(owners)),
+                )
 
     def discard(self, vm_id: str) -> None:
         """Forget ``vm_id``'s claims."""

@@ -26,30 +26,54 @@ def add_serve_parser(command: Callable[..., argparse.ArgumentParser]) -> argpars
     p = command("serve", run_serve, "serve each VM's seed files over HTTP (OpenStack, EC2, NoCloud-net)")
     p.epilog = EXAMPLES
     p.add_argument("--source", required=True, metavar="URL", help=STORE_HELP)
-    p.add_argument("--listen", action="append", default=[], metavar="HOST:PORT",
-                   help="TCP address to serve on, the VM found by source address: 169.254.169.254:80, "
-                   "[fd00:ec2::254]:80, [fe80::a9fe:a9fe%%br0]:80 (repeatable)")
-    p.add_argument("--socket-dir", metavar="DIR",
-                   help="one Unix socket per VM, DIR/<vm-id>.sock, for qemu's guestfwd (owned by serve)")
-    p.add_argument("--leases", metavar="FILE",
-                   help="YAML/JSON {vm-id: address or [addresses]}: further source addresses per VM, "
-                   "e.g. DHCPv4 leases (re-read on SIGHUP)")
-    p.add_argument("--no-access-log", dest="access_log", action="store_false",
-                   help="do not log each request (VM id, source, method, path, status)")
+    p.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="TCP address to serve on, the VM found by source address: 169.254.169.254:80, "
+        "[fd00:ec2::254]:80, [fe80::a9fe:a9fe%%br0]:80 (repeatable)",
+    )
+    p.add_argument(
+        "--socket-dir",
+        metavar="DIR",
+        help="one Unix socket per VM, DIR/<vm-id>.sock, for qemu's guestfwd (owned by serve)",
+    )
+    p.add_argument(
+        "--leases",
+        metavar="FILE",
+        help="YAML/JSON {vm-id: address or [addresses]}: further source addresses per VM, "
+        "e.g. DHCPv4 leases (re-read on SIGHUP)",
+    )
+    p.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="do not log each request (VM id, source, method, path, status)",
+    )
     images = p.add_argument_group("seed images too (the watch options)")
     images.add_argument("--out-dir", help="also keep DIR/<vm-id>.iso in step, as `configdrive watch` does")
-    images.add_argument("-f", "--format", choices=tuple(FORMATS),
-                        help="format of those images (default: nocloud); the service serves "
-                        "NoCloud and config-2 either way")
+    images.add_argument(
+        "-f",
+        "--format",
+        choices=tuple(FORMATS),
+        help="format of those images (default: nocloud); the service serves NoCloud and config-2 either way",
+    )
     images.add_argument("--keep-deleted", action="store_true", help="keep the ISO of a deleted spec")
     images.add_argument("--qmp-map", metavar="FILE", help="as for watch: hot-swap media of running VMs")
     images.add_argument("--qmp-timeout", type=float, metavar="SECONDS", help="as for watch")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="N processes answer on the --listen sockets (the kernel spreads the connections; "
-                   "each follows the store itself, so memory is N times); the socket folder is served by "
-                   "the first (default: 1)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="worker processes for a large sync (default: CPU count)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes answer on the --listen sockets (the kernel spreads the connections; "
+        "each follows the store itself, so memory is N times); the socket folder is served by "
+        "the first (default: 1)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for a large sync (default: CPU count)"
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 

@@ -42,8 +42,7 @@ def bind_tcp(value: str, backlog: int = 1024) -> socket.socket:
     the host does not have yet (IP_FREEBIND), so the service can start before its bridge is up."""
     host, port = parse_listen(value)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST | socket.AI_PASSIVE)
     except socket.gaierror as err:
         raise ServeError(f"--listen {value!r}: {err.strerror}") from err
     family, kind, proto, _, address = infos[0]

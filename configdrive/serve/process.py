@@ -33,8 +33,9 @@ def serve(args: argparse.Namespace) -> int:
     """``configdrive serve``; the exit code."""
     from configdrive.serve.listeners import bind_tcp
 
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not args.listen and not args.socket_dir:
         print("configdrive: error: serve needs --listen or --socket-dir (or both)", file=sys.stderr)
         return EXIT_USAGE
@@ -96,15 +97,17 @@ def _run(main: Coroutine[Any, Any, int]) -> int:
     return result
 
 
-async def _serve(args: argparse.Namespace, sockets: list[socket.socket], tokens: TokenIssuer,
-                 workers: list[int]) -> int:
+async def _serve(
+    args: argparse.Namespace, sockets: list[socket.socket], tokens: TokenIssuer, workers: list[int]
+) -> int:
     from configdrive.serve.service import MetadataService
     from configdrive.sinks.http import HttpSink
     from configdrive.stores import open_store
 
     loop = asyncio.get_running_loop()
-    service = MetadataService(sockets, args.socket_dir, args.leases, access_log=args.access_log, tokens=tokens,
-                              accept_after_sync=True)
+    service = MetadataService(
+        sockets, args.socket_dir, args.leases, access_log=args.access_log, tokens=tokens, accept_after_sync=True
+    )
     store = open_store(args.source)
     try:
         sink = HttpSink(service.tables, loop.call_soon_threadsafe, service.full_set)
@@ -177,8 +180,15 @@ def _follower(args: argparse.Namespace, store: Any, sink: Any) -> tuple[Any, Cal
         return Follower(store, SeedBuilder("nocloud", pack=False), [sink], jobs=args.jobs), lambda: None
     from configdrive.cli import _qmp_map
 
-    folder = seed_folder(store, args.out_dir, args.format or "nocloud", keep_deleted=args.keep_deleted,
-                         qmp_targets=_qmp_map(args.qmp_map), qmp_timeout=args.qmp_timeout, jobs=args.jobs)
+    folder = seed_folder(
+        store,
+        args.out_dir,
+        args.format or "nocloud",
+        keep_deleted=args.keep_deleted,
+        qmp_targets=_qmp_map(args.qmp_map),
+        qmp_timeout=args.qmp_timeout,
+        jobs=args.jobs,
+    )
     folder.follower.sinks.append(sink)
 
     def reread_qmp_map() -> None:

@@ -29,14 +29,24 @@ def guestfwd_command(socket_path: str | os.PathLike[str], python: str = sys.exec
     command = f"{python} -I -S {HELPER} {os.fspath(socket_path)}"
     for part in (python, str(HELPER), os.fspath(socket_path)):
         if "," in part or " " in part:
-            raise QemuError(f"{part!r}: a guestfwd command may contain no comma (qemu splits "
-                            "options there) and no space (the command is split at spaces)")
+            raise QemuError(
+                f"{part!r}: a guestfwd command may contain no comma (qemu splits "
+                "options there) and no space (the command is split at spaces)"
+            )
     return command
 
 
-def metadata_user_netdev_args(socket_dir: str | os.PathLike[str], vm_id: str, mac: str, *,
-                              netdev: str = "n0", device: str = "virtio-net-pci", ipv6: bool = False,
-                              restrict: bool = True, python: str = sys.executable) -> list[str]:
+def metadata_user_netdev_args(
+    socket_dir: str | os.PathLike[str],
+    vm_id: str,
+    mac: str,
+    *,
+    netdev: str = "n0",
+    device: str = "virtio-net-pci",
+    ipv6: bool = False,
+    restrict: bool = True,
+    python: str = sys.executable,
+) -> list[str]:
     """A user-networking NIC with ``mac`` whose 169.254.169.254:80 is ``socket_dir/<vm_id>.sock``.
 
     ``restrict`` keeps all other guest traffic inside qemu (guestfwd still works)."""
@@ -54,8 +64,12 @@ def metadata_tap_args(tap: str, mac: str, *, netdev: str = "n0", device: str = "
     for value in (tap, mac, netdev):
         if "," in value:
             raise QemuError(f"{value!r}: qemu option values may not contain a comma here")
-    return ["-netdev", f"tap,id={netdev},ifname={tap},script=no,downscript=no",
-            "-device", f"{device},netdev={netdev},mac={mac}"]
+    return [
+        "-netdev",
+        f"tap,id={netdev},ifname={tap},script=no,downscript=no",
+        "-device",
+        f"{device},netdev={netdev},mac={mac}",
+    ]
 
 
 def openstack_smbios_args() -> list[str]:

@@ -48,11 +48,22 @@ class MetadataServer(web.Server):
     """aiohttp's low-level server answering from ``tables``; ``connection(vm_id)`` makes the
     protocol for one accepted connection (``vm_id`` set for a per-VM socket)."""
 
-    def __init__(self, tables: MetadataTables, limits: Limits = DEFAULT_LIMITS, tokens: TokenIssuer | None = None,
-                 access_log_enabled: bool = True) -> None:
-        super().__init__(self._handle, access_log=None, max_headers=limits.max_headers,
-                         max_line_size=limits.max_head, max_field_size=limits.max_head,
-                         keepalive_timeout=limits.head_timeout, lingering_time=1.0)
+    def __init__(
+        self,
+        tables: MetadataTables,
+        limits: Limits = DEFAULT_LIMITS,
+        tokens: TokenIssuer | None = None,
+        access_log_enabled: bool = True,
+    ) -> None:
+        super().__init__(
+            self._handle,
+            access_log=None,
+            max_headers=limits.max_headers,
+            max_line_size=limits.max_head,
+            max_field_size=limits.max_head,
+            keepalive_timeout=limits.head_timeout,
+            lingering_time=1.0,
+        )
         self.tables = tables
         self.limits = limits
         self.tokens = tokens or TokenIssuer()
@@ -96,12 +107,12 @@ class MetadataServer(web.Server):
         status, response = self._answer(request, conn, vm_id, path)
         if self.access_log:
             # VM id, method, path and status only: never a body, a header or a token.
-            access_log.info("%s %s %s %r %d", vm_id or "-", conn.source or "socket", request.method,
-                            path[:256], status)
+            access_log.info("%s %s %s %r %d", vm_id or "-", conn.source or "socket", request.method, path[:256], status)
         return response
 
-    def _answer(self, request: web.BaseRequest, conn: MetadataConnection, vm_id: str | None,
-                path: str) -> tuple[int, web.StreamResponse]:
+    def _answer(
+        self, request: web.BaseRequest, conn: MetadataConnection, vm_id: str | None, path: str
+    ) -> tuple[int, web.StreamResponse]:
         method = request.method
         if request.version < HTTP_1_0:
             return _error(400, close=True)  # HTTP/0.9 has no status line: nobody's metadata client
@@ -132,8 +143,9 @@ class MetadataServer(web.Server):
         if ttl is None:
             return _error(400)
         conn.limit_hops()
-        response = web.Response(body=self.tokens.issue(vm_id, ttl).encode(), content_type="text/plain",
-                                headers={TTL_HEADER: str(ttl)})
+        response = web.Response(
+            body=self.tokens.issue(vm_id, ttl).encode(), content_type="text/plain", headers={TTL_HEADER: str(ttl)}
+        )
         response.force_close()
         return 200, response
 
@@ -178,8 +190,9 @@ class MetadataConnection(RequestHandler):
         self._unanswered += len(data)
         if self._unanswered > self.server.limits.max_head + self.server.limits.max_body:
             if self.transport is not None:
-                self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
             self.force_close()
             return
         super().data_received(data)
@@ -200,8 +213,9 @@ class MetadataConnection(RequestHandler):
         self._unanswered = 0
         self._arm(self.server.limits.response_timeout)
 
-    async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse,
-                              start_time: float | None) -> tuple[web.StreamResponse, bool]:
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
         try:
             return await super().finish_response(request, resp, start_time)
         finally:
@@ -210,16 +224,16 @@ class MetadataConnection(RequestHandler):
             else:
                 self._arm(self.server.limits.head_timeout)
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         """A request aiohttp could not parse: one log line (no traceback: guests may send
         anything), a short 4xx, and the connection closed. A 5xx is our bug: logged in full."""
         if status >= 500:
             return super().handle_error(request, status, exc, message)
         if self.server.access_log:
             reason = getattr(exc, "message", None) or type(exc).__name__
-            access_log.info("%s %s bad request %d (%.80r)", self.vm_id or "-", self.source or "socket",
-                            status, reason)
+            access_log.info("%s %s bad request %d (%.80r)", self.vm_id or "-", self.source or "socket", status, reason)
         response = web.Response(status=status, text=f"{status}\n")
         response.force_close()
         return response

@@ -25,9 +25,16 @@ log = logging.getLogger("configdrive.serve")
 class MetadataService:
     """Serves ``tables`` on ``listen`` addresses and, with ``socket_dir``, one socket per VM."""
 
-    def __init__(self, listen: Sequence[str | socket.socket] = (), socket_dir: str | os.PathLike[str] | None = None,
-                 leases: str | os.PathLike[str] | None = None, limits: Limits = DEFAULT_LIMITS,
-                 access_log: bool = True, tokens: TokenIssuer | None = None, accept_after_sync: bool = False) -> None:
+    def __init__(
+        self,
+        listen: Sequence[str | socket.socket] = (),
+        socket_dir: str | os.PathLike[str] | None = None,
+        leases: str | os.PathLike[str] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        access_log: bool = True,
+        tokens: TokenIssuer | None = None,
+        accept_after_sync: bool = False,
+    ) -> None:
         self.listen = tuple(listen)  # ``--listen`` values, or sockets already bound (shared by workers)
         self.tokens = tokens
         # TCP connections wait in the kernel's queue until the first full sync: a VM booting

@@ -31,8 +31,9 @@ class SocketDir:
     """Keeps ``DIR/<vm-id>.sock`` in step with the VMs served; ``protocol(vm_id)`` makes the
     protocol for a connection on that VM's socket. Runs on the server's event loop."""
 
-    def __init__(self, path: str | os.PathLike[str], protocol: Callable[[str], asyncio.Protocol],
-                 mode: int = 0o660) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], protocol: Callable[[str], asyncio.Protocol], mode: int = 0o660
+    ) -> None:
         self.path = Path(path)
         self.mode = mode
         self._protocol = protocol
@@ -93,8 +94,7 @@ class SocketDir:
     async def _open(self, vm_id: str) -> None:
         final = self.socket_path(vm_id)
         if len(os.fsencode(final)) > MAX_PATH:
-            log.error("%s: no socket: %s is longer than %d bytes; use a shorter --socket-dir",
-                      vm_id, final, MAX_PATH)
+            log.error("%s: no socket: %s is longer than %d bytes; use a shorter --socket-dir", vm_id, final, MAX_PATH)
             return
         temp = self.path / f".tmp-{secrets.token_hex(8)}.sock"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -104,7 +104,7 @@ def _openstack(tree: FileTree, add: _Add) -> None:
         if not path.startswith("openstack/"):
             continue
         add("/" + path, body, JSON if path.endswith(".json") else DATA)
-        folder, _, name = path[len("openstack/"):].rpartition("/")
+        folder, _, name = path[len("openstack/") :].rpartition("/")
         if folder != "content":
             folders.setdefault(folder, []).append(name)
     # As Nova answers: the versions one per line (dated ones sort before "latest"), then per version its files.

@@ -74,9 +74,16 @@ class SeedFolder:
         return counts["invalid"] + counts["failed"] + self.images.counts["unwritten"]
 
 
-def seed_folder(store: SpecStore, out_dir: str | os.PathLike[str], fmt: str = DEFAULT_FORMAT, *,
-                keep_deleted: bool = False, qmp_targets: Mapping[str, QmpTarget] | None = None,
-                qmp_timeout: float | None = None, jobs: int = 1) -> SeedFolder:
+def seed_folder(
+    store: SpecStore,
+    out_dir: str | os.PathLike[str],
+    fmt: str = DEFAULT_FORMAT,
+    *,
+    keep_deleted: bool = False,
+    qmp_targets: Mapping[str, QmpTarget] | None = None,
+    qmp_timeout: float | None = None,
+    jobs: int = 1,
+) -> SeedFolder:
     """``configdrive watch``: keep ``out_dir/<vm-id>.iso`` in step with ``store`` in format ``fmt``,
     hot-swapping the media of the VMs in ``qmp_targets``."""
     from configdrive.sinks.advice import AdviceSink
@@ -89,4 +96,3 @@ def seed_folder(store: SpecStore, out_dir: str | os.PathLike[str], fmt: str = DE
     advice = AdviceSink(images.current)  # first: it reads the image in place before it is replaced
     follower = Follower(store, SeedBuilder(fmt), [advice, images, swaps], jobs=jobs)
     return SeedFolder(follower, images, swaps, advice)
-

@@ -60,7 +60,13 @@ def advice(vm_id: str, seed: Seed, verdicts: list[Verdict]) -> str:
         identity = f"cloud-init gives every {seed.format.name} guest the instance id {seed.format.fixed_instance_id!r}"
     else:
         identity = f"same instance id {seed.instance_id!r}"
-    parts = [f"{label}: {', '.join(by[key])}" for key, label in (
-        ("next-boot", "applied at next boot"), ("new-instance", "applied only with a new instance id"),
-        ("never", "never applied")) if key in by]
+    parts = [
+        f"{label}: {', '.join(by[key])}"
+        for key, label in (
+            ("next-boot", "applied at next boot"),
+            ("new-instance", "applied only with a new instance id"),
+            ("never", "never applied"),
+        )
+        if key in by
+    ]
     return f"{vm_id}: seed changed; {identity}; " + "; ".join(parts)

@@ -28,8 +28,9 @@ Post = Callable[..., Any]
 class HttpSink(Sink):
     """Feeds ``tables`` (through ``post``); ``full_set(present)`` is called after each full sync."""
 
-    def __init__(self, tables: MetadataTables, post: Post | None = None,
-                 full_set: Callable[[Iterable[str]], None] | None = None) -> None:
+    def __init__(
+        self, tables: MetadataTables, post: Post | None = None, full_set: Callable[[Iterable[str]], None] | None = None
+    ) -> None:
         self.tables = tables
         self._post: Post = post or (lambda fn, *args: fn(*args))
         self._full_set = full_set
@@ -66,12 +67,19 @@ class HttpSink(Sink):
                     seeds[fmt] = build_seed(seed.spec, fmt, vm_id)
                 except SpecError as err:
                     # Paths only: a problem's message may quote a value (a key, user-data).
-                    log.warning("%s: not served as %s: the spec cannot be expressed there (%s)", vm_id, fmt,
-                                ", ".join(p.path or "<spec>" for p in err.problems))
+                    log.warning(
+                        "%s: not served as %s: the spec cannot be expressed there (%s)",
+                        vm_id,
+                        fmt,
+                        ", ".join(p.path or "<spec>" for p in err.problems),
+                    )
         lost = self._formats.get(vm_id, frozenset()) - set(seeds)
         if lost:
-            log.warning("%s: the new spec cannot be served as %s any more; keeping its last good data",
-                        vm_id, ", ".join(sorted(lost)))
+            log.warning(
+                "%s: the new spec cannot be served as %s any more; keeping its last good data",
+                vm_id,
+                ", ".join(sorted(lost)),
+            )
             return None
         if not seeds:
             return None

@@ -96,8 +96,9 @@ class ImageDirSink(Sink):
     """Keeps ``out_dir/<vm-id>.iso``; ``counts`` has ``written``, ``unchanged``, ``removed``,
     ``write failed`` (tries) and ``unwritten`` (given up at close)."""
 
-    def __init__(self, out_dir: str | os.PathLike[str], keep_deleted: bool = False,
-                 listeners: Iterable[ImageListener] = ()) -> None:
+    def __init__(
+        self, out_dir: str | os.PathLike[str], keep_deleted: bool = False, listeners: Iterable[ImageListener] = ()
+    ) -> None:
         self.out_dir = Path(out_dir)
         self.keep_deleted = keep_deleted
         self.listeners = list(listeners)
@@ -140,15 +141,23 @@ class ImageDirSink(Sink):
             document = json.loads(read_regular_file(path))
             if document.get("version") != STATE_VERSION:
                 raise ValueError(f"version {document.get('version')!r}")
-            return {vm_id: Entry(str(e["input"]), str(e["seed"]), str(e["instance_id"]),
-                                 (int(e["file"][0]), int(e["file"][1]), int(e["file"][2])))
-                    for vm_id, e in document["vms"].items() if VM_ID.match(vm_id)}
+            return {
+                vm_id: Entry(
+                    str(e["input"]),
+                    str(e["seed"]),
+                    str(e["instance_id"]),
+                    (int(e["file"][0]), int(e["file"][1]), int(e["file"][2])),
+                )
+                for vm_id, e in document["vms"].items()
+                if VM_ID.match(vm_id)
+            }
         except InputError as err:
             if not isinstance(err.__cause__, FileNotFoundError):
                 log.warning("ignoring %s (%s): every image will be built", path, err)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
-            log.warning("ignoring %s (not a state file of ours: %s): every image will be built",
-                        path, type(err).__name__)
+            log.warning(
+                "ignoring %s (not a state file of ours: %s): every image will be built", path, type(err).__name__
+            )
         return {}
 
     def _is_ours(self, vm_id: str, entry: Entry) -> bool:
@@ -277,8 +286,12 @@ class ImageDirSink(Sink):
             dir_fd = os.open(self.out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
             for staged in batch:
-                self._failed(staged.vm_id, staged.seed, staged.input,
-                             OutputError(f"cannot open the folder: {err.strerror}", str(self.out_dir)))
+                self._failed(
+                    staged.vm_id,
+                    staged.seed,
+                    staged.input,
+                    OutputError(f"cannot open the folder: {err.strerror}", str(self.out_dir)),
+                )
             self._end_pass()
             return
         renamed: list[_Staged] = []
@@ -292,15 +305,25 @@ class ImageDirSink(Sink):
                     os.replace(staged.temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                 except (OSError, ConfigDriveError) as err:
                     _discard(dir_fd, staged.temp)
-                    self._failed(staged.vm_id, staged.seed, staged.input, err if isinstance(err, ConfigDriveError)
-                                 else OutputError(f"write failed: {err.strerror}", str(path)))
+                    self._failed(
+                        staged.vm_id,
+                        staged.seed,
+                        staged.input,
+                        err
+                        if isinstance(err, ConfigDriveError)
+                        else OutputError(f"write failed: {err.strerror}", str(path)),
+                    )
                     continue
                 renamed.append(staged)
             try:
                 os.fsync(dir_fd)
             except OSError as err:
-                log.error("renamed %d image(s) in %s, but syncing the folder failed: %s", len(renamed),
-                          self.out_dir, err.strerror)
+                log.error(
+                    "renamed %d image(s) in %s, but syncing the folder failed: %s",
+                    len(renamed),
+                    self.out_dir,
+                    err.strerror,
+                )
         finally:
             os.close(dir_fd)
         entries = self._state()
@@ -309,8 +332,12 @@ class ImageDirSink(Sink):
             entries[staged.vm_id] = Entry(staged.input, staged.seed.digest, staged.seed.instance_id, staged.file)
             retried = self._retries.pop(staged.vm_id, None)
             if retried is not None:
-                log.info("%s: wrote %s after %d failed tries", staged.vm_id, self.path(staged.vm_id).name,
-                         retried.backoff.failures)
+                log.info(
+                    "%s: wrote %s after %d failed tries",
+                    staged.vm_id,
+                    self.path(staged.vm_id).name,
+                    retried.backoff.failures,
+                )
             elif one_by_one:
                 log.info("%s: wrote %s (%d bytes)", staged.vm_id, self.path(staged.vm_id).name, staged.file[1])
             else:
@@ -319,19 +346,22 @@ class ImageDirSink(Sink):
             self._touch()
         self.counts["written"] += len(renamed)
         if len(renamed) > 1:
-            log.info("wrote %d images in %.2f s (one durability pass, one folder sync)", len(renamed),
-                     time.monotonic() - started)
+            log.info(
+                "wrote %d images in %.2f s (one durability pass, one folder sync)",
+                len(renamed),
+                time.monotonic() - started,
+            )
         for staged in renamed:
             for listener in self.listeners:
                 try:
                     listener.written(staged.vm_id, self.path(staged.vm_id))
                 except Exception as err:  # noqa: BLE001 - a listener's bug must not undo the writes
-                    log.error("%s: %s failed: %s: %s", staged.vm_id, type(listener).__name__,
-                              type(err).__name__, err)
+                    log.error("%s: %s failed: %s: %s", staged.vm_id, type(listener).__name__, type(err).__name__, err)
         self._end_pass()
 
-    def _failed(self, vm_id: str, seed: Seed, input_digest: str, err: ConfigDriveError,
-                retry: _Retry | None = None) -> None:
+    def _failed(
+        self, vm_id: str, seed: Seed, input_digest: str, err: ConfigDriveError, retry: _Retry | None = None
+    ) -> None:
         """Schedule another try of ``vm_id``'s write; log only when the error is new."""
         self.counts["write failed"] += 1
         retry = retry or _Retry(replace(seed), input_digest, Backoff(base=0.5, cap=RETRY_CAP), 0.0, "")
@@ -341,8 +371,13 @@ class ImageDirSink(Sink):
             retry.error = str(err)
             if self._shown < SHOWN:
                 self._shown += 1
-                log.error("%s: cannot write its image, the guest keeps the previous one; retrying with "
-                          "backoff (up to %.0f s): %s", vm_id, RETRY_CAP, err)
+                log.error(
+                    "%s: cannot write its image, the guest keeps the previous one; retrying with "
+                    "backoff (up to %.0f s): %s",
+                    vm_id,
+                    RETRY_CAP,
+                    err,
+                )
             else:
                 self._unshown.append(vm_id)
         self._retries[vm_id] = retry
@@ -350,8 +385,11 @@ class ImageDirSink(Sink):
     def _end_pass(self) -> None:
         """Count the new failures of this pass that were not logged one by one."""
         if self._unshown:
-            log.error("cannot write the images of %d more VMs either (%s, ...); retrying with backoff",
-                      len(self._unshown), ", ".join(self._unshown[:SHOWN]))
+            log.error(
+                "cannot write the images of %d more VMs either (%s, ...); retrying with backoff",
+                len(self._unshown),
+                ", ".join(self._unshown[:SHOWN]),
+            )
         self._unshown, self._shown = [], 0
 
     # --- removing --------------------------------------------------------------------------
@@ -406,8 +444,10 @@ class ImageDirSink(Sink):
         entries = self._state()
         document: dict[str, Any] = {
             "version": STATE_VERSION,
-            "vms": {vm_id: {"input": e.input, "seed": e.seed, "instance_id": e.instance_id, "file": list(e.file)}
-                    for vm_id, e in sorted(entries.items())},
+            "vms": {
+                vm_id: {"input": e.input, "seed": e.seed, "instance_id": e.instance_id, "file": list(e.file)}
+                for vm_id, e in sorted(entries.items())
+            },
         }
         self._saved_at = time.monotonic()
         try:

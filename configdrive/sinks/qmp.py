@@ -31,8 +31,7 @@ class QmpSink(Sink):
     """Swaps the medium of the VMs in ``targets`` (re-assignable, e.g. on SIGHUP) after each
     write; ``counts`` has ``swapped``, ``swap failed`` and ``not swapped (disk)``."""
 
-    def __init__(self, targets: Mapping[str, QmpTarget] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, targets: Mapping[str, QmpTarget] | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.targets = dict(targets or {})
         self.timeout = timeout
         self.counts: Counter[str] = Counter()
@@ -51,16 +50,20 @@ class QmpSink(Sink):
             return
         if target.media == "disk":
             self._count("not swapped (disk)")
-            log.info("%s: its seed is attached as a read-only disk, which a running VM cannot have "
-                     "swapped: the guest sees the new seed when the disk is reattached or the VM "
-                     "restarts", vm_id)
+            log.info(
+                "%s: its seed is attached as a read-only disk, which a running VM cannot have "
+                "swapped: the guest sees the new seed when the disk is reattached or the VM "
+                "restarts",
+                vm_id,
+            )
             return
         with self._lock:
             self._requests += 1
             self._wanted[vm_id] = (self._requests, str(Path(path).resolve()))
             if vm_id not in self._threads:
-                thread = threading.Thread(target=self._swap_until_done, args=(vm_id, self._stop),
-                                          name=f"qmp-{vm_id}", daemon=True)
+                thread = threading.Thread(
+                    target=self._swap_until_done, args=(vm_id, self._stop), name=f"qmp-{vm_id}", daemon=True
+                )
                 self._threads[vm_id] = thread
                 thread.start()
 
@@ -77,8 +80,9 @@ class QmpSink(Sink):
         with self._lock:
             left = sorted(self._wanted)
         if left:
-            log.warning("not swapped before stopping: %s (their guests see the new seed at the "
-                        "next boot)", ", ".join(left))
+            log.warning(
+                "not swapped before stopping: %s (their guests see the new seed at the next boot)", ", ".join(left)
+            )
 
     def pending(self) -> list[str]:
         """The VMs whose swap has not succeeded yet."""
@@ -104,13 +108,23 @@ class QmpSink(Sink):
                 delay = backoff.next()
                 if str(err) != failing:
                     failing = str(err)
-                    log.error("%s: hot-swap failed, the VM keeps its previous medium; retrying in the "
-                              "background (backoff up to %.0f s): %s", vm_id, RETRY_CAP, err)
+                    log.error(
+                        "%s: hot-swap failed, the VM keeps its previous medium; retrying in the "
+                        "background (backoff up to %.0f s): %s",
+                        vm_id,
+                        RETRY_CAP,
+                        err,
+                    )
                 stop.wait(delay)
                 continue
             self._count("swapped")
-            log.info("%s: swapped the medium of %s via %s%s", vm_id, target.device, target.socket,
-                     f" after {backoff.failures} failed tries" if backoff.failures else "")
+            log.info(
+                "%s: swapped the medium of %s via %s%s",
+                vm_id,
+                target.device,
+                target.socket,
+                f" after {backoff.failures} failed tries" if backoff.failures else "",
+            )
             backoff.reset()
             failing = ""
             with self._lock:

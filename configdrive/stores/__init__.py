@@ -18,8 +18,10 @@ from typing import Protocol
 from configdrive.errors import StoreError
 
 #: What a store URL may be, for command-line help.
-URL_HELP = ("dir:PATH (a folder of <vm-id>.yaml|json), etcd://HOST:PORT/PREFIX, or etcds://HOST:PORT/PREFIX "
-            "(TLS; cacert=, cert=, key=, user=, password-file= or the ETCDCTL_* variables, as etcdctl)")
+URL_HELP = (
+    "dir:PATH (a folder of <vm-id>.yaml|json), etcd://HOST:PORT/PREFIX, or etcds://HOST:PORT/PREFIX "
+    "(TLS; cacert=, cert=, key=, user=, password-file= or the ETCDCTL_* variables, as etcdctl)"
+)
 
 #: A VM id is a store key and a file name: no slashes, no leading dot, at most 128 characters.
 VM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -105,8 +107,10 @@ def open_store(url: str) -> SpecStore:
         return EtcdStore.from_url(url)
     if "://" in url:
         scheme = url.partition("://")[0]
-        raise StoreError(f"unknown store URL scheme {scheme!r}: use dir:PATH, etcd://HOST:PORT/PREFIX "
-                         "or etcds://HOST:PORT/PREFIX (TLS)")
+        raise StoreError(
+            f"unknown store URL scheme {scheme!r}: use dir:PATH, etcd://HOST:PORT/PREFIX "
+            "or etcds://HOST:PORT/PREFIX (TLS)"
+        )
     from configdrive.stores.directory import DirectoryStore
 
     return DirectoryStore(url.removeprefix("dir:"))
@@ -115,13 +119,16 @@ def open_store(url: str) -> SpecStore:
 def check_vm_id(vm_id: str) -> str:
     """``vm_id`` if it is usable as a store key and a file name, else StoreError."""
     if not VM_ID.match(vm_id):
-        raise StoreError(f"invalid VM id {vm_id!r}: letters, digits, '.', '_', '-'; "
-                         "starting with a letter or digit; at most 128 characters")
+        raise StoreError(
+            f"invalid VM id {vm_id!r}: letters, digits, '.', '_', '-'; "
+            "starting with a letter or digit; at most 128 characters"
+        )
     return vm_id
 
 
-def put_spec(store: SpecStore, vm_id: str, raw: bytes, expected_revision: int | None = None,
-             formats: Sequence[str] | None = None) -> int:
+def put_spec(
+    store: SpecStore, vm_id: str, raw: bytes, expected_revision: int | None = None, formats: Sequence[str] | None = None
+) -> int:
     """Check ``raw`` through the pipeline (valid, and expressible in each of ``formats``; default:
     every format but the narrow ones), then store it. SpecError lists every problem and nothing
     is written; returns the new revision."""

@@ -64,8 +64,7 @@ def open_inotify(path: str | os.PathLike[str], *names: str) -> Any | None:
 class DirectoryStore:
     """Specs as files in one folder; see the module docstring for what a revision means here."""
 
-    def __init__(self, root: str | os.PathLike[str], poll_interval: float = 1.0,
-                 use_inotify: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], poll_interval: float = 1.0, use_inotify: bool = True) -> None:
         self.root = Path(root)
         self.url = f"dir:{self.root}"
         self.poll_interval = poll_interval
@@ -95,8 +94,17 @@ class DirectoryStore:
         if self.use_inotify:
             try:
                 # CREATE: ln and ln -s; ATTRIB: touch, chmod, a hard link's count
-                inotify = open_inotify(self.root, "CLOSE_WRITE", "MOVED_TO", "MOVED_FROM", "DELETE",
-                                       "CREATE", "ATTRIB", "DELETE_SELF", "MOVE_SELF")
+                inotify = open_inotify(
+                    self.root,
+                    "CLOSE_WRITE",
+                    "MOVED_TO",
+                    "MOVED_FROM",
+                    "DELETE",
+                    "CREATE",
+                    "ATTRIB",
+                    "DELETE_SELF",
+                    "MOVE_SELF",
+                )
             except OSError as err:
                 raise StoreError(f"cannot watch {self.root}: {err.strerror}", revision) from err
         if inotify is None:
@@ -194,8 +202,12 @@ class DirectoryStore:
     def _skip(self, vm_id: str, path: Path, why: str) -> None:
         if self._skipped.get(vm_id) != why:
             self._skipped[vm_id] = why
-            log.warning("%s: skipping %s (%s): the VM counts as having no spec until it is a readable "
-                        "regular file", vm_id, path.name, why)
+            log.warning(
+                "%s: skipping %s (%s): the VM counts as having no spec until it is a readable regular file",
+                vm_id,
+                path.name,
+                why,
+            )
 
     # --- writing -------------------------------------------------------------------------
 

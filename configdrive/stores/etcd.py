@@ -56,13 +56,17 @@ SCHEMES = {"etcd": False, "etcds": True}
 #: What a URL's query may say: etcdctl's flag names, and a file to read the password from.
 QUERY_OPTIONS = ("cacert", "cert", "key", "user", "password-file")
 #: etcdctl's environment variables, read when the URL does not say.
-ENVIRONMENT = {"cacert": "ETCDCTL_CACERT", "cert": "ETCDCTL_CERT", "key": "ETCDCTL_KEY",
-               "user": "ETCDCTL_USER", "password": "ETCDCTL_PASSWORD"}
+ENVIRONMENT = {
+    "cacert": "ETCDCTL_CACERT",
+    "cert": "ETCDCTL_CERT",
+    "key": "ETCDCTL_KEY",
+    "user": "ETCDCTL_USER",
+    "password": "ETCDCTL_PASSWORD",
+}
 #: A certificate, key or password file larger than this is not one.
 MAX_SECRET_FILE = 1024 * 1024
 INSTALL = "the etcd store needs: pip install 'configdrive[etcd]'"
-PASSWORD_HELP = ("give it in ETCDCTL_PASSWORD, as ETCDCTL_USER=user:password, or in a file named by "
-                 "password-file=PATH")
+PASSWORD_HELP = "give it in ETCDCTL_PASSWORD, as ETCDCTL_USER=user:password, or in a file named by password-file=PATH"
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,17 @@ class TLSFiles:
     def load(cls, cacert: str | None, cert: str | None, key: str | None) -> TLSFiles:
         """Read the files now, so a wrong path is a StoreError naming it, not a handshake failure."""
         if bool(cert) != bool(key):
-            raise StoreError("etcd TLS: a client certificate needs its key and a key its certificate: "
-                             "give both cert= and key= (ETCDCTL_CERT, ETCDCTL_KEY)")
-        return cls(_read_pem(cacert, "cacert", b"CERTIFICATE"), _read_pem(cert, "cert", b"CERTIFICATE"),
-                   _read_pem(key, "key", b"PRIVATE KEY"), cacert, cert)
+            raise StoreError(
+                "etcd TLS: a client certificate needs its key and a key its certificate: "
+                "give both cert= and key= (ETCDCTL_CERT, ETCDCTL_KEY)"
+            )
+        return cls(
+            _read_pem(cacert, "cacert", b"CERTIFICATE"),
+            _read_pem(cert, "cert", b"CERTIFICATE"),
+            _read_pem(key, "key", b"PRIVATE KEY"),
+            cacert,
+            cert,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,12 +128,15 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> EtcdURL:
     env = os.environ if environ is None else environ
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise StoreError(f"bad etcd URL {_redact(url)!r}: use etcd://HOST:PORT/PREFIX or "
-                         "etcds://HOST:PORT/PREFIX (TLS)")
+        raise StoreError(
+            f"bad etcd URL {_redact(url)!r}: use etcd://HOST:PORT/PREFIX or etcds://HOST:PORT/PREFIX (TLS)"
+        )
     tls = SCHEMES[parts.scheme]
     if "@" in parts.netloc:
-        raise StoreError(f"bad etcd URL {_redact(url)!r}: name the user with ?user=NAME; a password "
-                         f"never goes in the URL (URLs end up in logs): {PASSWORD_HELP}")
+        raise StoreError(
+            f"bad etcd URL {_redact(url)!r}: name the user with ?user=NAME; a password "
+            f"never goes in the URL (URLs end up in logs): {PASSWORD_HELP}"
+        )
     try:
         port = parts.port or 2379
     except ValueError as err:
@@ -133,34 +147,41 @@ def parse_url(url: str, environ: Mapping[str, str] | None = None) -> EtcdURL:
 
     if tls:
         tls_files: TLSFiles | None = TLSFiles.load(
-            *(query.get(name) or env.get(ENVIRONMENT[name]) or None for name in ("cacert", "cert", "key")))
+            *(query.get(name) or env.get(ENVIRONMENT[name]) or None for name in ("cacert", "cert", "key"))
+        )
     else:
         given = [name for name in ("cacert", "cert", "key") if name in query]
         if given:
             raise StoreError(f"bad etcd URL {_redact(url)!r}: {', '.join(given)} need TLS: use etcds://")
         tls_files = None
 
-    return EtcdURL(parts.hostname or "127.0.0.1", port, parts.path or "/configdrive/", tls_files,
-                   _credentials(query, env))
+    return EtcdURL(
+        parts.hostname or "127.0.0.1", port, parts.path or "/configdrive/", tls_files, _credentials(query, env)
+    )
 
 
 def _query(url: str, text: str) -> dict[str, str]:
     query: dict[str, str] = {}
     for name, value in parse_qsl(text, keep_blank_values=True):
         if name == "password":
-            raise StoreError(f"bad etcd URL {_redact(url)!r}: a password never goes in the URL (URLs end "
-                             f"up in logs and process lists): {PASSWORD_HELP}")
+            raise StoreError(
+                f"bad etcd URL {_redact(url)!r}: a password never goes in the URL (URLs end "
+                f"up in logs and process lists): {PASSWORD_HELP}"
+            )
         if name not in QUERY_OPTIONS:
-            raise StoreError(f"bad etcd URL {_redact(url)!r}: unknown option {name!r} "
-                             f"(known: {', '.join(QUERY_OPTIONS)})")
+            raise StoreError(
+                f"bad etcd URL {_redact(url)!r}: unknown option {name!r} (known: {', '.join(QUERY_OPTIONS)})"
+            )
         if name in query:
             raise StoreError(f"bad etcd URL {_redact(url)!r}: {name} given twice")
         if not value:
             raise StoreError(f"bad etcd URL {_redact(url)!r}: {name} is empty")
         query[name] = value
     if ":" in query.get("user", ""):
-        raise StoreError(f"bad etcd URL {_redact(url)!r}: a password never goes in the URL (URLs end up "
-                         f"in logs and process lists): give user=NAME only and {PASSWORD_HELP}")
+        raise StoreError(
+            f"bad etcd URL {_redact(url)!r}: a password never goes in the URL (URLs end up "
+            f"in logs and process lists): give user=NAME only and {PASSWORD_HELP}"
+        )
     return query
 
 
@@ -171,15 +192,18 @@ def _credentials(query: Mapping[str, str], env: Mapping[str, str]) -> Credential
             raise StoreError("etcd: password-file= needs a user: add user=NAME or set ETCDCTL_USER")
         return None
     if "password-file" in query:
-        password: str | None = _read_secret(query["password-file"], "password-file").decode(
-            "utf-8", "replace").removesuffix("\n").removesuffix("\r")
+        password: str | None = (
+            _read_secret(query["password-file"], "password-file")
+            .decode("utf-8", "replace")
+            .removesuffix("\n")
+            .removesuffix("\r")
+        )
     else:
         password = env.get(ENVIRONMENT["password"]) or None
     if password is None:
         name, colon, password = user.partition(":")
         if not colon:
-            raise StoreError(f"etcd: no password for user {user!r}: {PASSWORD_HELP} "
-                             "(configdrive never prompts)")
+            raise StoreError(f"etcd: no password for user {user!r}: {PASSWORD_HELP} (configdrive never prompts)")
         user = name
     if not user:
         raise StoreError("etcd: the user name is empty (ETCDCTL_USER=user:password)")
@@ -220,6 +244,7 @@ def _redact(url: str) -> str:
 
 # --- the client libraries ----------------------------------------------------------------------
 
+
 def protobuf_problem(version: str, implementation: str) -> str | None:
     """Why etcd3 0.12's generated code cannot load with this protobuf, or None if it can.
 
@@ -232,10 +257,12 @@ def protobuf_problem(version: str, implementation: str) -> str | None:
         return None
     if major < 4 or implementation == "python":
         return None
-    return (f"the etcd store's client (etcd3 0.12) cannot load with protobuf {version} "
-            f"({implementation} implementation): install protobuf<4 (pip install 'configdrive[etcd]' "
-            "pins it), or start the program with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python in "
-            "its environment (slower, same behaviour)")
+    return (
+        f"the etcd store's client (etcd3 0.12) cannot load with protobuf {version} "
+        f"({implementation} implementation): install protobuf<4 (pip install 'configdrive[etcd]' "
+        "pins it), or start the program with PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python in "
+        "its environment (slower, same behaviour)"
+    )
 
 
 def _load_client() -> tuple[Any, Any]:
@@ -256,8 +283,10 @@ def _load_client() -> tuple[Any, Any]:
     except ImportError as err:
         raise StoreError(f"{INSTALL} ({err})") from err
     except TypeError as err:  # "Descriptors cannot be created directly": a protobuf we did not foresee
-        raise StoreError(f"etcd3 0.12 cannot load with protobuf {protobuf_version}: install "
-                         f"protobuf<4 or set PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python ({err})") from err
+        raise StoreError(
+            f"etcd3 0.12 cannot load with protobuf {protobuf_version}: install "
+            f"protobuf<4 or set PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python ({err})"
+        ) from err
     return grpc, etcd3.etcdrpc
 
 
@@ -266,8 +295,16 @@ class EtcdStore:
 
     ``tls``: speak TLS (None: plain gRPC); ``credentials``: authenticate as that etcd user."""
 
-    def __init__(self, host: str, port: int, prefix: str, timeout: float = 5.0, *,
-                 tls: TLSFiles | None = None, credentials: Credentials | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        prefix: str,
+        timeout: float = 5.0,
+        *,
+        tls: TLSFiles | None = None,
+        credentials: Credentials | None = None,
+    ) -> None:
         grpc, self._rpc = _load_client()
         self._grpc = grpc
         self.prefix = prefix.encode() if prefix.endswith("/") else f"{prefix}/".encode()
@@ -283,8 +320,9 @@ class EtcdStore:
         if tls is None:
             self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         else:
-            creds = grpc.ssl_channel_credentials(root_certificates=tls.cacert, private_key=tls.key,
-                                                 certificate_chain=tls.cert)
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=tls.cacert, private_key=tls.key, certificate_chain=tls.cert
+            )
             self._channel = grpc.secure_channel(self.address, creds, options=CHANNEL_OPTIONS)
         self._kv = self._rpc.KVStub(self._channel)
         self._watch = self._rpc.WatchStub(self._channel)
@@ -303,8 +341,9 @@ class EtcdStore:
         key, end, revision = self.prefix, _prefix_end(self.prefix), 0
         while True:
             # Every page after the first is read at the first page's revision: one snapshot.
-            request = self._rpc.RangeRequest(key=key, range_end=end, limit=PAGE, revision=revision,
-                                             sort_order=self._rpc.RangeRequest.ASCEND)
+            request = self._rpc.RangeRequest(
+                key=key, range_end=end, limit=PAGE, revision=revision, sort_order=self._rpc.RangeRequest.ASCEND
+            )
             response = self._call(self._kv.Range, request, "list")
             revision = revision or response.header.revision
             for kv in response.kvs:
@@ -342,8 +381,7 @@ class EtcdStore:
                 if isinstance(item, StoreError):
                     raise StoreError(str(item), cursor)
                 if item.compact_revision:
-                    log.warning("etcd compacted past revision %d (now %d): full resync",
-                                cursor, item.compact_revision)
+                    log.warning("etcd compacted past revision %d (now %d): full resync", cursor, item.compact_revision)
                     yield Batch((), cursor, resync=True)
                     return
                 if item.canceled:
@@ -352,8 +390,7 @@ class EtcdStore:
                         renewed = True
                         stream = self._renew_watch(stream, cursor)
                         continue
-                    raise StoreError(f"etcd cancelled the watch: {self._explain(item.cancel_reason)}",
-                                     cursor)
+                    raise StoreError(f"etcd cancelled the watch: {self._explain(item.cancel_reason)}", cursor)
                 changes = []
                 for event in item.events:
                     kv = event.kv
@@ -402,9 +439,11 @@ class EtcdStore:
         """Run ``op`` if the key's mod_revision is ``expected`` (0: absent), else RevisionConflict."""
         compare = []
         if expected is not None:
-            compare.append(self._rpc.Compare(result=self._rpc.Compare.EQUAL,
-                                             target=self._rpc.Compare.MOD, key=key,
-                                             mod_revision=expected))
+            compare.append(
+                self._rpc.Compare(
+                    result=self._rpc.Compare.EQUAL, target=self._rpc.Compare.MOD, key=key, mod_revision=expected
+                )
+            )
         failure = self._rpc.RequestOp(request_range=self._rpc.RangeRequest(key=key))
         request = self._rpc.TxnRequest(compare=compare, success=[op], failure=[failure])
         response = self._call(self._kv.Txn, request, f"{what} {vm_id}")
@@ -437,16 +476,15 @@ class EtcdStore:
         except self._grpc.RpcError as err:
             details = _details(err)
             if "authentication is not enabled" in details:
-                log.warning("etcd at %s has authentication off: user %r is not checked",
-                            self.address, credentials.user)
+                log.warning("etcd at %s has authentication off: user %r is not checked", self.address, credentials.user)
                 return ""
             if err.code().name in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
                 raise StoreError(self._describe(err)) from err
             if "authentication failed" in details:
-                raise StoreError(f"etcd at {self.address} refused user {credentials.user!r}: "
-                                 "wrong user name or password") from err
-            raise StoreError(f"etcd authentication as {credentials.user!r} failed: "
-                             f"{self._describe(err)}") from err
+                raise StoreError(
+                    f"etcd at {self.address} refused user {credentials.user!r}: wrong user name or password"
+                ) from err
+            raise StoreError(f"etcd authentication as {credentials.user!r} failed: {self._describe(err)}") from err
         self.authentications += 1
         return str(response.token)
 
@@ -471,7 +509,7 @@ class EtcdStore:
 
     def _vm_id(self, key: bytes) -> str | None:
         """The VM id of a key below our prefix; None (skipped) for nested or foreign keys."""
-        name = key[len(self.prefix):].decode("utf-8", "replace")
+        name = key[len(self.prefix) :].decode("utf-8", "replace")
         return name if VM_ID.match(name) else None
 
     def _call(self, method: Any, request: Any, what: str) -> Any:
@@ -497,8 +535,7 @@ class EtcdStore:
             reason = (details.rpartition("last error: ")[2] or details).removesuffix(": OK")
             return f"cannot reach etcd at {self.address} ({reason}){self._connect_hint(details)}"
         if name == "DEADLINE_EXCEEDED":
-            return (f"no answer from etcd at {self.address} within {self.timeout:g} s"
-                    f"{self._connect_hint(details)}")
+            return f"no answer from etcd at {self.address} within {self.timeout:g} s{self._connect_hint(details)}"
         return f"{name}: {self._explain(details)}"
 
     def _connect_hint(self, details: str) -> str:
@@ -508,30 +545,40 @@ class EtcdStore:
             return ""
         if "CERTIFICATE_VERIFY_FAILED" in details or "certificate verify failed" in details:
             if self.tls.cacert_path is None:
-                return ("; the server's certificate is not signed by a CA this system trusts: "
-                        "give etcd's CA as cacert=PATH (ETCDCTL_CACERT)")
-            return (f"; the server's certificate is not signed by the CA in cacert={self.tls.cacert_path}, "
-                    "or has expired")
+                return (
+                    "; the server's certificate is not signed by a CA this system trusts: "
+                    "give etcd's CA as cacert=PATH (ETCDCTL_CACERT)"
+                )
+            return (
+                f"; the server's certificate is not signed by the CA in cacert={self.tls.cacert_path}, or has expired"
+            )
         if "Peer name" in details or "hostname" in details.lower():
             return f"; the server's certificate does not name {self.address.rpartition(':')[0]}"
         if "Connection refused" in details:
             return ""
         if self.tls.cert is None:
-            return ("; the TLS session was refused: if etcd runs with --client-cert-auth it needs a "
-                    "client certificate: give cert= and key= (ETCDCTL_CERT, ETCDCTL_KEY)")
-        return (f"; the TLS session was refused: is the client certificate cert={self.tls.cert_path} "
-                "signed by a CA that etcd's --trusted-ca-file names, and meant for client auth?")
+            return (
+                "; the TLS session was refused: if etcd runs with --client-cert-auth it needs a "
+                "client certificate: give cert= and key= (ETCDCTL_CERT, ETCDCTL_KEY)"
+            )
+        return (
+            f"; the TLS session was refused: is the client certificate cert={self.tls.cert_path} "
+            "signed by a CA that etcd's --trusted-ca-file names, and meant for client auth?"
+        )
 
     def _explain(self, details: str) -> str:
         if "permission denied" in details:
             if self.credentials is not None:
-                return (f"{details} (etcd user {self.credentials.user!r} has no role granting "
-                        f"{self.prefix.decode()})")
-            return (f"{details} (etcd has authentication on: give user= (ETCDCTL_USER) and a password, "
-                    "or a client certificate whose common name is an etcd user)")
+                return f"{details} (etcd user {self.credentials.user!r} has no role granting {self.prefix.decode()})"
+            return (
+                f"{details} (etcd has authentication on: give user= (ETCDCTL_USER) and a password, "
+                "or a client certificate whose common name is an etcd user)"
+            )
         if "user name is empty" in details:
-            return (f"{details} (etcd has authentication on: give user= (ETCDCTL_USER) and a password, "
-                    "or a client certificate whose common name is an etcd user)")
+            return (
+                f"{details} (etcd has authentication on: give user= (ETCDCTL_USER) and a password, "
+                "or a client certificate whose common name is an etcd user)"
+            )
         return details
 
 
@@ -540,8 +587,9 @@ class _WatchStream:
 
     def __init__(self, store: EtcdStore, cursor: int) -> None:
         rpc = store._rpc
-        create = rpc.WatchCreateRequest(key=store.prefix, range_end=_prefix_end(store.prefix),
-                                        start_revision=cursor + 1)
+        create = rpc.WatchCreateRequest(
+            key=store.prefix, range_end=_prefix_end(store.prefix), start_revision=cursor + 1
+        )
         self.stop = threading.Event()
         self.responses: queue.Queue[Any] = queue.Queue()
         metadata = store._metadata()

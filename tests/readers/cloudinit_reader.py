@@ -65,7 +65,9 @@ def main(fmt, seed, macs):
             network_json = ds.network_json
             result["network_config"] = (
                 openstack.convert_net_json(network_json, known_macs=macs)
-                if network_json not in (None, sources_unset()) else None)
+                if network_json not in (None, sources_unset())
+                else None
+            )
             result["files"] = {k: _text(v) for k, v in ds.files.items()}
             result["ec2_metadata"] = ds.ec2_metadata
             result["version"] = ds.version
@@ -90,9 +92,17 @@ def summarize(config):
     state = parse_net_config_data(config)
     out = {}
     for iface in state.iter_interfaces():
-        entry = {"type": iface.get("type"), "mac": iface.get("mac_address"), "addresses": [],
-                 "dhcp4": False, "dhcp6": False, "routes": [], "mtu": iface.get("mtu"),
-                 "dns": [], "search": []}
+        entry = {
+            "type": iface.get("type"),
+            "mac": iface.get("mac_address"),
+            "addresses": [],
+            "dhcp4": False,
+            "dhcp6": False,
+            "routes": [],
+            "mtu": iface.get("mtu"),
+            "dns": [],
+            "search": [],
+        }
         for subnet in iface.get("subnets", []):
             kind = subnet.get("type")
             if kind in ("dhcp", "dhcp4"):

@@ -24,9 +24,11 @@ from tests.readers.test_readers import CLOUD_INIT_PYTHON, READER, _run
 pytestmark = pytest.mark.readers
 
 ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y"
-RSA = ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCkG7AIrbUesLo5l9DY3ZusrvyaFIw9G3CCaA9dXhCQytYCY7Em5dYRT6+uFF"
-       "GpkVqU/2IlXUCYSKwM+EflQe2JvmxEqZSlSFsO/N6bkaAo7LxC9P/sco6U8XQ46FlcJXz60r+M00gJWhX5OyuOI+GD"
-       "SSayyLmMa8ksyu18JRTuaw==")
+RSA = (
+    "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQCkG7AIrbUesLo5l9DY3ZusrvyaFIw9G3CCaA9dXhCQytYCY7Em5dYRT6+uFF"
+    "GpkVqU/2IlXUCYSKwM+EflQe2JvmxEqZSlSFsO/N6bkaAo7LxC9P/sco6U8XQ46FlcJXz60r+M00gJWhX5OyuOI+GD"
+    "SSayyLmMa8ksyu18JRTuaw=="
+)
 MAC0, MAC1, MAC_OTHER = "52:54:00:0e:00:01", "52:54:00:0e:00:02", "52:54:00:0a:0b:0c"
 
 STATIC_SPEC: dict[str, Any] = {
@@ -35,23 +37,28 @@ STATIC_SPEC: dict[str, Any] = {
     "fqdn": "web1.example.org",
     "ssh_authorized_keys": [f"{ED25519} alice@example", f"{RSA} bob@example"],
     "user_data": "#cloud-config\nruncmd:\n  - [touch, /var/tmp/one]\n",
-    "network": {"ethernets": {
-        "eth0": {
-            "match": {"macaddress": MAC0},
-            "addresses": ["192.0.2.10/24", "2001:db8:1::10/64"],
-            "routes": [{"to": "default", "via": "192.0.2.1"}, {"to": "::/0", "via": "2001:db8:1::1"}],
-            "nameservers": {"addresses": ["192.0.2.53", "2001:db8:1::53"],
-                            "search": ["example.org", "corp.example"]},
-            "mtu": 9000,
-        },
-        "eth1": {"match": {"macaddress": MAC1.upper()}, "addresses": ["10.20.0.5/16"]},
-    }},
+    "network": {
+        "ethernets": {
+            "eth0": {
+                "match": {"macaddress": MAC0},
+                "addresses": ["192.0.2.10/24", "2001:db8:1::10/64"],
+                "routes": [{"to": "default", "via": "192.0.2.1"}, {"to": "::/0", "via": "2001:db8:1::1"}],
+                "nameservers": {
+                    "addresses": ["192.0.2.53", "2001:db8:1::53"],
+                    "search": ["example.org", "corp.example"],
+                },
+                "mtu": 9000,
+            },
+            "eth1": {"match": {"macaddress": MAC1.upper()}, "addresses": ["10.20.0.5/16"]},
+        }
+    },
 }
 
 
 def _read(context_dir: Path, macs: dict[str, str]) -> dict[str, Any]:
-    out = _run(CLOUD_INIT_PYTHON, str(READER), "opennebula", str(context_dir),
-               *(f"{mac}={name}" for mac, name in macs.items()))
+    out = _run(
+        CLOUD_INIT_PYTHON, str(READER), "opennebula", str(context_dir), *(f"{mac}={name}" for mac, name in macs.items())
+    )
     return json.loads(out)  # type: ignore[no-any-return]
 
 
@@ -77,18 +84,23 @@ def test_identity_keys_and_user_data(tmp_path: Path) -> None:
 
 def test_network_config_v2_one_stanza_per_nic_by_mac(tmp_path: Path) -> None:
     got = _read_spec(STATIC_SPEC, tmp_path, {MAC0: "ens3", MAC1: "ens4"})
-    assert got["network_config"] == {"version": 2, "ethernets": {
-        "ens3": {
-            "match": {"macaddress": MAC0},
-            "addresses": ["192.0.2.10/24", "2001:db8:1::10/64"],
-            "gateway4": "192.0.2.1",
-            "gateway6": "2001:db8:1::1",
-            "nameservers": {"addresses": ["192.0.2.53", "2001:db8:1::53"],
-                            "search": ["example.org", "corp.example"]},
-            "mtu": "9000",  # cloud-init passes the context's string on
+    assert got["network_config"] == {
+        "version": 2,
+        "ethernets": {
+            "ens3": {
+                "match": {"macaddress": MAC0},
+                "addresses": ["192.0.2.10/24", "2001:db8:1::10/64"],
+                "gateway4": "192.0.2.1",
+                "gateway6": "2001:db8:1::1",
+                "nameservers": {
+                    "addresses": ["192.0.2.53", "2001:db8:1::53"],
+                    "search": ["example.org", "corp.example"],
+                },
+                "mtu": "9000",  # cloud-init passes the context's string on
+            },
+            "ens4": {"match": {"macaddress": MAC1}, "addresses": ["10.20.0.5/16"]},
         },
-        "ens4": {"match": {"macaddress": MAC1}, "addresses": ["10.20.0.5/16"]},
-    }}
+    }
     summary = got["network_summary"]["interfaces"]
     assert summary["ens3"]["routes"] == [["0.0.0.0/0", "192.0.2.1"], ["::/0", "2001:db8:1::1"]]
     assert summary["ens4"]["dns"] == [] and summary["ens4"]["routes"] == []
@@ -128,13 +140,25 @@ def nasty(marker: Path) -> list[str]:
         f"`touch {m}/backquote`",
         f"'; touch {m}/quote; '",
         f"'\\''$(touch {m}/escaped-quote)'\\''",
-        f"\"$(touch {m}/double-quoted)\"",
+        f'"$(touch {m}/double-quoted)"',
         f"\\'$(touch {m}/backslash-quote)\\'",
-        f"it's \"quoted\" `touch {m}/mixed` $(touch {m}/mixed2) ${{HOME}} $PATH $$ $0 ${{!S*}}",
+        f'it\'s "quoted" `touch {m}/mixed` $(touch {m}/mixed2) ${{HOME}} $PATH $$ $0 ${{!S*}}',
         f"line one\nline two $(touch {m}/newline)\n'\ntouch {m}/newline-quote\n'",
         "ends with a backslash \\",
-        "\\", "'", "''", "'''", "\"", "\n", "\r\n", "\n\n\n", " spaces around ", "tab\there",
-        "!history !! !$", "unicode é ü \u2028 😀", "# not a comment", "a=b c=d",
+        "\\",
+        "'",
+        "''",
+        "'''",
+        '"',
+        "\n",
+        "\r\n",
+        "\n\n\n",
+        " spaces around ",
+        "tab\there",
+        "!history !! !$",
+        "unicode é ü \u2028 😀",
+        "# not a comment",
+        "a=b c=d",
     ]
 
 
@@ -148,13 +172,14 @@ def test_every_value_arrives_byte_exact_and_nothing_runs(tmp_path: Path, marker_
     assert sorted(os.listdir(marker_dir)) == []
 
 
-def test_spec_fields_with_shell_syntax_arrive_byte_exact_and_nothing_runs(tmp_path: Path,
-                                                                          marker_dir: Path) -> None:
+def test_spec_fields_with_shell_syntax_arrive_byte_exact_and_nothing_runs(tmp_path: Path, marker_dir: Path) -> None:
     """Every spec string that reaches context.sh: key comments verbatim, user data (base64)."""
     values = nasty(marker_dir)
     one_line = [" ".join(v.split()) for v in values if len(v.splitlines()) <= 1 and v.strip()]
-    keys = [f"{ED25519} {' '.join(one_line[: len(one_line) // 2])}",
-            f"{RSA} {' '.join(one_line[len(one_line) // 2:])}"]
+    keys = [
+        f"{ED25519} {' '.join(one_line[: len(one_line) // 2])}",
+        f"{RSA} {' '.join(one_line[len(one_line) // 2 :])}",
+    ]
     user_data = "#!/bin/sh\n" + "\n".join(values) + "\0binary\r\n\n"
     spec = {"instance_id": "i", "hostname": "quoting", "ssh_authorized_keys": keys, "user_data": user_data}
     assert all("'" in key and "$" in key for key in keys)

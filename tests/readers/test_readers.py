@@ -33,15 +33,21 @@ def _raw(path: Path) -> dict[str, Any]:
 
 
 #: Where `cloud-init devel net-convert` reads each format's network config, and as what kind.
-NET_CONVERT = {"nocloud": ("network-config", "yaml"),
-               "configdrive": ("openstack/latest/network_data.json", "network_data.json")}
+NET_CONVERT = {
+    "nocloud": ("network-config", "yaml"),
+    "configdrive": ("openstack/latest/network_data.json", "network_data.json"),
+}
 
 
 def _cases(keep: Any = lambda raw: True, formats: Any = FORMATS) -> list[Any]:
     """(fixture, format) pairs for every format that can express the fixture."""
-    return [pytest.param((path, fmt), id=f"{spec_id(path)}-{fmt}")
-            for path in VALID_SPECS if keep(_raw(path)) for fmt in formats
-            if not REGISTRY[fmt].problems(load_spec(path))]
+    return [
+        pytest.param((path, fmt), id=f"{spec_id(path)}-{fmt}")
+        for path in VALID_SPECS
+        if keep(_raw(path))
+        for fmt in formats
+        if not REGISTRY[fmt].problems(load_spec(path))
+    ]
 
 
 def _image(tmp_path: Path, path: Path, fmt: str) -> tuple[Path, dict[str, Any], str]:
@@ -60,8 +66,11 @@ def networked_image(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Pat
     return _image(tmp_path, *request.param)
 
 
-@pytest.fixture(params=_cases(lambda raw: isinstance(raw.get("user_data"), dict)
-                              or str(raw.get("user_data", "")).startswith("#cloud-config")))
+@pytest.fixture(
+    params=_cases(
+        lambda raw: isinstance(raw.get("user_data"), dict) or str(raw.get("user_data", "")).startswith("#cloud-config")
+    )
+)
 def cloud_config_image(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, dict[str, Any], str]:
     return _image(tmp_path, *request.param)
 
@@ -89,8 +98,7 @@ def test_xorriso_and_bsdtar_list_the_same_long_names(image: tuple[Path, dict[str
     expected = _expected_names(raw, fmt)
     xorriso = _run("xorriso", "-indev", str(iso), "-find", "/", "-type", "f")
     xorriso_names = {line.strip().strip("'").lstrip("/") for line in xorriso.splitlines() if line.strip()}
-    bsdtar_names = {n for n in _run("bsdtar", "-tf", str(iso)).splitlines() if n in expected or "." in n
-                    or "/" in n}
+    bsdtar_names = {n for n in _run("bsdtar", "-tf", str(iso)).splitlines() if n in expected or "." in n or "/" in n}
     bsdtar_files = {n for n in bsdtar_names if not any(e.startswith(n + "/") for e in expected)} - {"."}
     assert xorriso_names == expected
     assert bsdtar_files == expected
@@ -104,8 +112,11 @@ def _extract(iso: Path, into: Path) -> Path:
 
 def _mac_names(raw: dict[str, Any]) -> list[str]:
     ethernets = raw.get("network", {}).get("ethernets", {})
-    return [f"{d['match']['macaddress']}={d.get('set-name', i)}" for i, d in ethernets.items()
-            if "macaddress" in d.get("match", {})]
+    return [
+        f"{d['match']['macaddress']}={d.get('set-name', i)}"
+        for i, d in ethernets.items()
+        if "macaddress" in d.get("match", {})
+    ]
 
 
 def _cloud_init_read(iso: Path, fmt: str, raw: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
@@ -127,18 +138,21 @@ def _expected_network(raw: dict[str, Any]) -> dict[str, Any]:
                 routes.append([str(ipaddress.ip_network(to)), route["via"]])
             out[dev.get("set-name", dev_id)] = {
                 "addresses": sorted(str(ipaddress.ip_interface(a)) for a in dev.get("addresses", [])),
-                "dhcp4": dev.get("dhcp4", False), "dhcp6": dev.get("dhcp6", False), "routes": sorted(routes)}
+                "dhcp4": dev.get("dhcp4", False),
+                "dhcp6": dev.get("dhcp6", False),
+                "routes": sorted(routes),
+            }
     return out
 
 
-def test_cloud_init_reads_identity_keys_and_payloads(image: tuple[Path, dict[str, Any], str],
-                                                     tmp_path: Path) -> None:
+def test_cloud_init_reads_identity_keys_and_payloads(image: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
     iso, raw, fmt = image
     spec = load_spec(raw)
     got = _cloud_init_read(iso, fmt, raw, tmp_path)
     assert got["found"] is True
-    assert got["instance_id"] == (REGISTRY[fmt].fixed_instance_id
-                                  or (raw["instance_id"] if fmt == "nocloud" else spec.uuid))
+    assert got["instance_id"] == (
+        REGISTRY[fmt].fixed_instance_id or (raw["instance_id"] if fmt == "nocloud" else spec.uuid)
+    )
     assert got["hostname"] == raw["hostname"]
     if "fqdn" in raw:
         assert got["fqdn"] == raw["fqdn"]
@@ -167,8 +181,7 @@ def test_cloud_init_reads_identity_keys_and_payloads(image: tuple[Path, dict[str
         assert got["ec2_metadata"]["instance-id"] == raw["instance_id"]
 
 
-def test_cloud_init_parses_the_network_we_meant(image: tuple[Path, dict[str, Any], str],
-                                                tmp_path: Path) -> None:
+def test_cloud_init_parses_the_network_we_meant(image: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
     iso, raw, fmt = image
     got = _cloud_init_read(iso, fmt, raw, tmp_path)
     if "network" not in raw:
@@ -177,14 +190,20 @@ def test_cloud_init_parses_the_network_we_meant(image: tuple[Path, dict[str, Any
     summary = got["network_summary"]["interfaces"]
     for name, expected in _expected_network(raw).items():
         assert {k: summary[name][k] for k in expected} == expected, name
-    macs = {d["match"]["macaddress"]: n for n, d in raw["network"].get("ethernets", {}).items()
-            if "match" in d}
+    macs = {d["match"]["macaddress"]: n for n, d in raw["network"].get("ethernets", {}).items() if "match" in d}
     for mac, dev_id in macs.items():
         name = raw["network"]["ethernets"][dev_id].get("set-name", dev_id)
         assert summary[name]["mac"] == mac
-    servers = {s for s in (d.get("nameservers", {}).get("addresses", [])
-                           for sec in raw["network"].values() if isinstance(sec, dict)
-                           for d in sec.values()) for s in s}
+    servers = {
+        s
+        for s in (
+            d.get("nameservers", {}).get("addresses", [])
+            for sec in raw["network"].values()
+            if isinstance(sec, dict)
+            for d in sec.values()
+        )
+        for s in s
+    }
     assert set(got["network_summary"]["dns"]) == servers
 
 
@@ -194,13 +213,15 @@ def _net_convert(path: str, kind: str, macs: tuple[str, ...]) -> str:
 
     with tempfile.TemporaryDirectory() as out:
         args = [arg for m in macs for arg in ("-m", "{1},{0}".format(*m.split("=")))]
-        _run("cloud-init", "devel", "net-convert", "-p", path, "-k", kind, "-d", out, "-D", "debian",
-             "-O", "eni", *args)
+        _run(
+            "cloud-init", "devel", "net-convert", "-p", path, "-k", kind, "-d", out, "-D", "debian", "-O", "eni", *args
+        )
         return (Path(out) / "etc/network/interfaces.d/50-cloud-init").read_text()
 
 
-def test_net_convert_renders_addresses_and_routes(networked_image: tuple[Path, dict[str, Any], str],
-                                                  tmp_path: Path) -> None:
+def test_net_convert_renders_addresses_and_routes(
+    networked_image: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
     iso, raw, fmt = networked_image
     seed = _extract(iso, tmp_path / "seed")
     source, kind = NET_CONVERT[fmt]
@@ -211,12 +232,12 @@ def test_net_convert_renders_addresses_and_routes(networked_image: tuple[Path, d
             assert f"address {address}" in eni
         for to, via in expected["routes"]:
             default = ipaddress.ip_network(to).prefixlen == 0
-            assert (f"gateway {via}" in eni or f"default gw {via}" in eni) if default \
-                else f"{to} gw {via}" in eni
+            assert (f"gateway {via}" in eni or f"default gw {via}" in eni) if default else f"{to} gw {via}" in eni
 
 
 def test_cloud_config_user_data_passes_cloud_init_schema(
-        cloud_config_image: tuple[Path, dict[str, Any], str], tmp_path: Path) -> None:
+    cloud_config_image: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
     iso, raw, fmt = cloud_config_image
     user_data = tmp_path / "user-data"  # as cloud-init's datasource hands it on
     user_data.write_bytes(base64.b64decode(_cloud_init_read(iso, fmt, raw, tmp_path)["userdata_b64"]))

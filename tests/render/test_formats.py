@@ -69,8 +69,10 @@ def test_files_go_to_content_with_paths_in_meta_data() -> None:
     spec = load_spec(FIXTURES / "specs/valid/vendor-and-files.yaml")
     tree = render(spec, "configdrive")
     meta = json.loads(tree["openstack/latest/meta_data.json"])
-    assert meta["files"] == [{"path": "/etc/configdrive/motd", "content_path": "/content/0000"},
-                             {"path": "/var/lib/app/settings.json", "content_path": "/content/0001"}]
+    assert meta["files"] == [
+        {"path": "/etc/configdrive/motd", "content_path": "/content/0000"},
+        {"path": "/var/lib/app/settings.json", "content_path": "/content/0001"},
+    ]
     assert tree["openstack/content/0000"] == b"welcome\n"
     assert json.loads(tree["openstack/latest/vendor_data.json"])["cloud-init"].startswith("#cloud-config\n")
 
@@ -99,8 +101,9 @@ def test_yaml_bytes_do_not_depend_on_libyaml() -> None:
     from configdrive.render.userdata import dump_yaml
 
     for data in ({"k": "\U00010000"}, {"a\rb": "x"}, {"plain": ["ascii", 1, True]}, {"é": "ü\n"}):
-        pure = yaml.dump(data, Dumper=yaml.SafeDumper, sort_keys=False, default_flow_style=False,
-                         allow_unicode=True, width=1 << 16).encode()
+        pure = yaml.dump(
+            data, Dumper=yaml.SafeDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16
+        ).encode()
         assert dump_yaml(data) == pure, data
 
 

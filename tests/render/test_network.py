@@ -25,9 +25,16 @@ def _network_data(network: dict[str, Any]) -> Any:
     return json.loads(render(_spec(network), "configdrive")["openstack/latest/network_data.json"])
 
 
-V6_ONLY = {"ethernets": {"eth0": {"match": {"macaddress": "52:54:00:00:00:01"}, "set-name": "eth0",
-                                  "addresses": ["2001:db8::5/64"],
-                                  "routes": [{"to": "default", "via": "2001:db8::1"}]}}}
+V6_ONLY = {
+    "ethernets": {
+        "eth0": {
+            "match": {"macaddress": "52:54:00:00:00:01"},
+            "set-name": "eth0",
+            "addresses": ["2001:db8::5/64"],
+            "routes": [{"to": "default", "via": "2001:db8::1"}],
+        }
+    }
+}
 
 
 def test_nocloud_has_no_network_wrapper_and_default_route_is_gateway6() -> None:
@@ -50,10 +57,16 @@ def test_config2_default_route_is_all_zero_network() -> None:
 
 
 def test_bond_members_and_vlan_link_use_device_names_not_ids() -> None:
-    doc = _netplan({"ethernets": {"a": {"match": {"macaddress": "52:54:00:00:00:01"}, "set-name": "ens3"},
-                                  "b": {"match": {"macaddress": "52:54:00:00:00:02"}, "set-name": "ens4"}},
-                    "bonds": {"bond0": {"interfaces": ["a", "b"], "dhcp4": True}},
-                    "vlans": {"v": {"id": 7, "link": "a", "dhcp4": True}}})
+    doc = _netplan(
+        {
+            "ethernets": {
+                "a": {"match": {"macaddress": "52:54:00:00:00:01"}, "set-name": "ens3"},
+                "b": {"match": {"macaddress": "52:54:00:00:00:02"}, "set-name": "ens4"},
+            },
+            "bonds": {"bond0": {"interfaces": ["a", "b"], "dhcp4": True}},
+            "vlans": {"v": {"id": 7, "link": "a", "dhcp4": True}},
+        }
+    )
     assert set(doc["ethernets"]) == {"ens3", "ens4"}
     assert doc["bonds"]["bond0"]["interfaces"] == ["ens3", "ens4"]
     assert doc["vlans"]["v"]["link"] == "ens3"
@@ -70,35 +83,62 @@ def test_config2_requires_mac_and_names_the_field_and_format() -> None:
 
 
 def test_config2_bond_and_vlan_names_must_match_what_cloud_init_gives() -> None:
-    spec = _spec({"ethernets": {"e": {"match": {"macaddress": "52:54:00:00:00:01"}}},
-                  "bonds": {"mybond": {"interfaces": ["e"]}},
-                  "vlans": {"vlan9": {"id": 9, "link": "mybond"}}})
+    spec = _spec(
+        {
+            "ethernets": {"e": {"match": {"macaddress": "52:54:00:00:00:01"}}},
+            "bonds": {"mybond": {"interfaces": ["e"]}},
+            "vlans": {"vlan9": {"id": 9, "link": "mybond"}},
+        }
+    )
     with pytest.raises(SpecError) as info:
         render(spec, "configdrive")
     assert [p.path for p in info.value.problems] == ["network.bonds.mybond", "network.vlans.vlan9"]
 
 
 def test_nocloud_rejects_metric_on_default_route() -> None:
-    spec = _spec({"ethernets": {"e": {"addresses": ["192.0.2.2/24"],
-                                      "routes": [{"to": "default", "via": "192.0.2.1", "metric": 5}]}}})
+    spec = _spec(
+        {
+            "ethernets": {
+                "e": {"addresses": ["192.0.2.2/24"], "routes": [{"to": "default", "via": "192.0.2.1", "metric": 5}]}
+            }
+        }
+    )
     with pytest.raises(SpecError) as info:
         render(spec, "nocloud")
     assert [p.path for p in info.value.problems] == ["network.ethernets.e.routes[0].metric"]
-    assert _network_data({"ethernets": {"e": {"match": {"macaddress": "52:54:00:00:00:01"},
-                                              "addresses": ["192.0.2.2/24"],
-                                              "routes": [{"to": "default", "via": "192.0.2.1",
-                                                          "metric": 5}]}}}
-                         )["networks"][0]["routes"][0]["metric"] == 5
+    assert (
+        _network_data(
+            {
+                "ethernets": {
+                    "e": {
+                        "match": {"macaddress": "52:54:00:00:00:01"},
+                        "addresses": ["192.0.2.2/24"],
+                        "routes": [{"to": "default", "via": "192.0.2.1", "metric": 5}],
+                    }
+                }
+            }
+        )["networks"][0]["routes"][0]["metric"]
+        == 5
+    )
 
 
 def test_config2_dhcp_and_slaac_networks_and_dns_services() -> None:
-    data = _network_data({"ethernets": {
-        "a": {"match": {"macaddress": "52:54:00:00:00:01"}, "dhcp4": True, "dhcp6": True},
-        "b": {"match": {"macaddress": "52:54:00:00:00:02"}, "accept-ra": True,
-              "nameservers": {"addresses": ["2001:db8::53", "192.0.2.53"]}}}})
+    data = _network_data(
+        {
+            "ethernets": {
+                "a": {"match": {"macaddress": "52:54:00:00:00:01"}, "dhcp4": True, "dhcp6": True},
+                "b": {
+                    "match": {"macaddress": "52:54:00:00:00:02"},
+                    "accept-ra": True,
+                    "nameservers": {"addresses": ["2001:db8::53", "192.0.2.53"]},
+                },
+            }
+        }
+    )
     assert [(n["link"], n["type"]) for n in data["networks"]] == [
-        ("a", "ipv4_dhcp"), ("a", "ipv6_dhcp"), ("b", "ipv6_slaac")]
-    assert data["services"] == [{"type": "dns", "address": "2001:db8::53"},
-                                {"type": "dns", "address": "192.0.2.53"}]
-    assert [link["ethernet_mac_address"] for link in data["links"]] == [
-        "52:54:00:00:00:01", "52:54:00:00:00:02"]
+        ("a", "ipv4_dhcp"),
+        ("a", "ipv6_dhcp"),
+        ("b", "ipv6_slaac"),
+    ]
+    assert data["services"] == [{"type": "dns", "address": "2001:db8::53"}, {"type": "dns", "address": "192.0.2.53"}]
+    assert [link["ethernet_mac_address"] for link in data["links"]] == ["52:54:00:00:00:01", "52:54:00:00:00:02"]

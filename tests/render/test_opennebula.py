@@ -22,19 +22,26 @@ SPEC: dict[str, Any] = {
     "instance_id": "iid-one-1",
     "hostname": "web1",
     "fqdn": "web1.example.org",
-    "ssh_authorized_keys": [ED25519, ED25519.replace("alice@example", "it's \"$(me)\" `x` \\")
-                            .replace("AAAAIAlC", "AAAAIAlD")],
+    "ssh_authorized_keys": [
+        ED25519,
+        ED25519.replace("alice@example", 'it\'s "$(me)" `x` \\').replace("AAAAIAlC", "AAAAIAlD"),
+    ],
     "user_data": {"runcmd": [["touch", "/var/tmp/one"]]},
-    "network": {"ethernets": {
-        "eth0": {
-            "match": {"macaddress": MAC0},
-            "addresses": ["2001:db8:1::10/64", "192.0.2.10/24"],
-            "routes": [{"to": "default", "via": "192.0.2.1"}, {"to": "::/0", "via": "2001:db8:1::1"}],
-            "nameservers": {"addresses": ["192.0.2.53", "2001:db8:1::53"], "search": ["example.org", "corp.example"]},
-            "mtu": 9000,
-        },
-        "eth1": {"match": {"macaddress": MAC1}, "addresses": ["10.20.0.5/16"]},
-    }},
+    "network": {
+        "ethernets": {
+            "eth0": {
+                "match": {"macaddress": MAC0},
+                "addresses": ["2001:db8:1::10/64", "192.0.2.10/24"],
+                "routes": [{"to": "default", "via": "192.0.2.1"}, {"to": "::/0", "via": "2001:db8:1::1"}],
+                "nameservers": {
+                    "addresses": ["192.0.2.53", "2001:db8:1::53"],
+                    "search": ["example.org", "corp.example"],
+                },
+                "mtu": 9000,
+            },
+            "eth1": {"match": {"macaddress": MAC1}, "addresses": ["10.20.0.5/16"]},
+        }
+    },
 }
 
 
@@ -90,14 +97,18 @@ def test_user_data_is_base64_so_any_payload_survives() -> None:
     payload = "#!/bin/sh\r\necho '$(x)' `y` \"\\\"\n\n\0"
     variables = context_variables(load_spec({"instance_id": "i", "hostname": "h", "user_data": payload}))
     assert base64.b64decode(variables["USER_DATA"]) == payload.encode()
-    parts = {"instance_id": "i", "hostname": "h",
-             "user_data_parts": [{"content_type": "text/x-shellscript", "content": "#!/bin/sh\necho\n"}]}
+    parts = {
+        "instance_id": "i",
+        "hostname": "h",
+        "user_data_parts": [{"content_type": "text/x-shellscript", "content": "#!/bin/sh\necho\n"}],
+    }
     spec = load_spec(parts)
     assert base64.b64decode(context_variables(spec)["USER_DATA"]) == render_payload(spec.user_data)
 
 
-@pytest.mark.parametrize("value", ["", "plain", "'", "''", "it's", "a'\\''b", "\\", "$(x) `y` \"z\"",
-                                   "line\nbreak\n", "'\n'", "ends with '"])
+@pytest.mark.parametrize(
+    "value", ["", "plain", "'", "''", "it's", "a'\\''b", "\\", '$(x) `y` "z"', "line\nbreak\n", "'\n'", "ends with '"]
+)
 def test_quote_only_rewrites_single_quotes(value: str) -> None:
     assert quote(value) == value.replace("'", "'\\''")
     assert shlex.split(f"'{quote(value)}'") == [value]

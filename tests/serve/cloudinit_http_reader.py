@@ -29,8 +29,11 @@ def main(mode, where, extra):
     elif mode == "ec2":
         headers_cb = None
         if "imdsv2" in extra:
-            token = url_helper.readurl(f"{where}/latest/api/token", request_method="PUT",
-                                       headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"}).contents
+            token = url_helper.readurl(
+                f"{where}/latest/api/token",
+                request_method="PUT",
+                headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"},
+            ).contents
             headers_cb = lambda url: {"X-aws-ec2-metadata-token": token.decode()}  # noqa: E731
         result = {
             "meta-data": ec2.get_instance_metadata(metadata_address=where, retries=0, headers_cb=headers_cb),

@@ -80,8 +80,9 @@ class RunningService:
         self.settle()
 
 
-def start_service(tmp_path: Path, limits: Limits = DEFAULT_LIMITS, listen: tuple[str, ...] = ("127.0.0.1:0",),
-                  **options: Any) -> tuple[RunningService, Callable[[], None]]:
+def start_service(
+    tmp_path: Path, limits: Limits = DEFAULT_LIMITS, listen: tuple[str, ...] = ("127.0.0.1:0",), **options: Any
+) -> tuple[RunningService, Callable[[], None]]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -132,8 +133,9 @@ def request(target: int | Path, raw: bytes, source: str = "127.0.0.1") -> tuple[
         return parse_response(read_all(sock))
 
 
-def get(target: int | Path, path: str, source: str = "127.0.0.1", method: str = "GET",
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(
+    target: int | Path, path: str, source: str = "127.0.0.1", method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     fields = {"Host": "metadata", "Connection": "close", **(headers or {})}
     lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in fields.items()]
     return request(target, ("\r\n".join(lines) + "\r\n\r\n").encode(), source)
@@ -169,8 +171,10 @@ DUPLICATE = "2001:db8:1::77"
 
 
 def _duplicate_spec(name: str, mac: str) -> str:
-    return (f"instance_id: iid-{name}\nhostname: {name}\nnetwork:\n  ethernets:\n    eth0:\n"
-            f"      match: {{macaddress: \"{mac}\"}}\n      set-name: eth0\n      addresses: [\"{DUPLICATE}/64\"]\n")
+    return (
+        f"instance_id: iid-{name}\nhostname: {name}\nnetwork:\n  ethernets:\n    eth0:\n"
+        f'      match: {{macaddress: "{mac}"}}\n      set-name: eth0\n      addresses: ["{DUPLICATE}/64"]\n'
+    )
 
 
 class LabService:
@@ -178,8 +182,13 @@ class LabService:
     valid fixture (VM id = fixture name) plus two specs claiming one address; ``lease(name)``
     is the IPv4 address the leases file gives that fixture's VM."""
 
-    LISTEN = ("169.254.169.254:80", "[fe80::a9fe:a9fe%br0]:80", "[2001:db8:1::1]:80", "[2001:db8:99::1]:80",
-              "[2001:db8:6::1]:80")
+    LISTEN = (
+        "169.254.169.254:80",
+        "[fe80::a9fe:a9fe%br0]:80",
+        "[2001:db8:1::1]:80",
+        "[2001:db8:99::1]:80",
+        "[2001:db8:6::1]:80",
+    )
 
     def __init__(self, folder: Path) -> None:
         from tests.conftest import VALID_SPECS
@@ -198,8 +207,13 @@ class LabService:
         self.log = folder / "serve.log"
         self.lab = Lab()
         try:
-            for address in ("169.254.169.254/16", "fe80::a9fe:a9fe/64", "2001:db8:1::1/64", "2001:db8:99::1/64",
-                            "2001:db8:6::1/64"):
+            for address in (
+                "169.254.169.254/16",
+                "fe80::a9fe:a9fe/64",
+                "2001:db8:1::1/64",
+                "2001:db8:99::1/64",
+                "2001:db8:6::1/64",
+            ):
                 self.lab.server_address(address)
             self.process = self._start()
         except BaseException:
@@ -212,14 +226,30 @@ class LabService:
     def _start(self) -> subprocess.Popen[bytes]:
         from tests.conftest import ROOT
 
-        cmd = ["ip", "netns", "exec", self.lab.server, sys.executable, "-m", "configdrive", "serve",
-               "--source", f"dir:{self.specs}", "--socket-dir", str(self.socks),
-               "--leases", str(self.folder / "leases.yaml"), "--jobs", "1"]
+        cmd = [
+            "ip",
+            "netns",
+            "exec",
+            self.lab.server,
+            sys.executable,
+            "-m",
+            "configdrive",
+            "serve",
+            "--source",
+            f"dir:{self.specs}",
+            "--socket-dir",
+            str(self.socks),
+            "--leases",
+            str(self.folder / "leases.yaml"),
+            "--jobs",
+            "1",
+        ]
         for value in self.LISTEN:
             cmd += ["--listen", value]
         with open(self.log, "wb") as log:
-            process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,
-                                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+            process = subprocess.Popen(
+                cmd, cwd=ROOT, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            )
         deadline = time.monotonic() + 60
         expected = {f"{n}.sock" for n in [*self.names, "dup-a", "dup-b"]}
         while not (self.socks.is_dir() and expected <= {p.name for p in self.socks.iterdir()}):
@@ -234,8 +264,9 @@ class LabService:
         import base64
         import json
 
-        result = self.lab.run(guest, sys.executable, str(Path(__file__).with_name("http_client.py")),
-                              method, url, *headers, timeout=30)
+        result = self.lab.run(
+            guest, sys.executable, str(Path(__file__).with_name("http_client.py")), method, url, *headers, timeout=30
+        )
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout)
         return int(out["status"]), base64.b64decode(out["body"])

@@ -66,8 +66,22 @@ class Lab:
         self._namespace(ns)
         self.guests.append(ns)
         port = f"{self.prefix}p{len(self.guests)}"
-        ip("link", "add", "eth0", "netns", ns, "address", mac, "type", "veth", "peer", "name", port,
-           "netns", self.server)
+        ip(
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            ns,
+            "address",
+            mac,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port,
+            "netns",
+            self.server,
+        )
         ip("link", "set", port, "master", "br0", "up", ns=self.server)
         ip("link", "set", "eth0", "up", ns=ns)
         for address in addresses:

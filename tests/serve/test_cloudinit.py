@@ -33,14 +33,17 @@ def reader_guests(lab_service: LabService) -> dict[str, str]:
     has_cloudinit = subprocess.run([CLOUD_INIT_PYTHON, "-c", "import cloudinit"], capture_output=True)
     if has_cloudinit.returncode != 0:
         pytest.fail("needs Debian's cloud-init package (tests/APT_PACKAGES)")
-    return {name: lab_service.lab.guest(f"r{i}", f"52:54:00:ee:00:{i:02x}", [f"{lab_service.lease(name)}/16"])
-            for i, name in enumerate(lab_service.names)}
+    return {
+        name: lab_service.lab.guest(f"r{i}", f"52:54:00:ee:00:{i:02x}", [f"{lab_service.lease(name)}/16"])
+        for i, name in enumerate(lab_service.names)
+    }
 
 
 def _read(lab_service: LabService, guest: str | None, *args: str) -> Any:
     cmd = [CLOUD_INIT_PYTHON, str(READER), *args]
-    result = (lab_service.lab.run(guest, *cmd) if guest else subprocess.run(cmd, capture_output=True, text=True,
-                                                                          timeout=120))
+    result = (
+        lab_service.lab.run(guest, *cmd) if guest else subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
 
@@ -71,8 +74,9 @@ def _key_names(tree: dict[str, bytes]) -> list[str]:
 
 
 @pytest.mark.parametrize("path", VALID_SPECS, ids=spec_id)
-def test_openstack_metadata_reader(lab_service: LabService, reader_guests: dict[str, str], tmp_path: Path,
-                                   path: Path) -> None:
+def test_openstack_metadata_reader(
+    lab_service: LabService, reader_guests: dict[str, str], tmp_path: Path, path: Path
+) -> None:
     folder, tree = _tree(tmp_path, path, "configdrive")
     over_http = _read(lab_service, reader_guests[path.stem], "openstack", URL)
     from_image = _read(lab_service, None, "configdrive", str(folder))
@@ -84,8 +88,9 @@ def test_openstack_metadata_reader(lab_service: LabService, reader_guests: dict[
 
 @pytest.mark.parametrize("imdsv2", [False, True], ids=["imdsv1", "imdsv2"])
 @pytest.mark.parametrize("path", VALID_SPECS, ids=spec_id)
-def test_ec2_helpers(lab_service: LabService, reader_guests: dict[str, str], tmp_path: Path, path: Path,
-                     imdsv2: bool) -> None:
+def test_ec2_helpers(
+    lab_service: LabService, reader_guests: dict[str, str], tmp_path: Path, path: Path, imdsv2: bool
+) -> None:
     _, tree = _tree(tmp_path, path, "configdrive")
     got = _read(lab_service, reader_guests[path.stem], "ec2", URL, *(["imdsv2"] if imdsv2 else []))
     assert got["meta-data"] == _as_materialized(json.loads(tree["ec2/latest/meta-data.json"]), _key_names(tree))
@@ -95,8 +100,7 @@ def test_ec2_helpers(lab_service: LabService, reader_guests: dict[str, str], tmp
 
 
 @pytest.mark.parametrize("path", VALID_SPECS, ids=spec_id)
-def test_nocloud_net_reader(lab_service: LabService, reader_guests: dict[str, str], tmp_path: Path,
-                            path: Path) -> None:
+def test_nocloud_net_reader(lab_service: LabService, reader_guests: dict[str, str], tmp_path: Path, path: Path) -> None:
     folder, tree = _tree(tmp_path, path, "nocloud")
     over_http = _read(lab_service, reader_guests[path.stem], "nocloud", URL + "/nocloud/")
     from_image = _read(lab_service, None, "nocloud", f"{folder}/")

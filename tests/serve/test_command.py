@@ -27,9 +27,14 @@ def _free_port() -> int:
 
 
 def _serve(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "configdrive", "serve", *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.Popen(
+        [sys.executable, "-m", "configdrive", "serve", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def _wait(condition: object, timeout: float = 30) -> None:
@@ -53,8 +58,20 @@ def running(tmp_path: Path, store: Path) -> Iterator[tuple[subprocess.Popen[str]
     port = _free_port()
     leases = tmp_path / "leases.yaml"
     leases.write_text("web1: 127.0.0.5\n")
-    process = _serve("--source", f"dir:{store}", "--listen", f"127.0.0.1:{port}", "--socket-dir",
-                     str(tmp_path / "socks"), "--leases", str(leases), "--workers", "2", "--jobs", "1")
+    process = _serve(
+        "--source",
+        f"dir:{store}",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--socket-dir",
+        str(tmp_path / "socks"),
+        "--leases",
+        str(leases),
+        "--workers",
+        "2",
+        "--jobs",
+        "1",
+    )
     _wait(lambda: (tmp_path / "socks/web1.sock").exists() or process.poll() is not None)
     _wait(lambda: get(port, META, source="127.0.0.5")[0] == 200)
     yield process, port, leases
@@ -64,11 +81,19 @@ def running(tmp_path: Path, store: Path) -> Iterator[tuple[subprocess.Popen[str]
 
 
 def test_usage_errors() -> None:
-    result = subprocess.run([sys.executable, "-m", "configdrive", "serve", "--source", "dir:/nonexistent"],
-                            capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "configdrive", "serve", "--source", "dir:/nonexistent"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 2 and "--listen or --socket-dir" in result.stderr
-    result = subprocess.run([sys.executable, "-m", "configdrive", "serve", "--source", "dir:/x", "--listen",
-                             "1.2.3:80"], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "configdrive", "serve", "--source", "dir:/x", "--listen", "1.2.3:80"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert result.returncode == 1 and "'1.2.3' is not an IP address" in result.stderr
 
 
@@ -82,18 +107,31 @@ def test_bad_leases_file(tmp_path: Path, store: Path) -> None:
 
 def test_workers_share_the_listener_and_the_token_key(running: tuple[subprocess.Popen[str], int, Path]) -> None:
     process, port, _ = running
-    status, _, token = get(port, "/latest/api/token", source="127.0.0.5", method="PUT",
-                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    status, _, token = get(
+        port,
+        "/latest/api/token",
+        source="127.0.0.5",
+        method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"},
+    )
     assert status == 200
     # Each request is a new connection, as cloud-init makes them: whichever worker accepts it.
-    statuses = {get(port, "/latest/meta-data/instance-id", source="127.0.0.5",
-                    headers={"X-aws-ec2-metadata-token": token.decode()})[0] for _ in range(40)}
+    statuses = {
+        get(
+            port,
+            "/latest/meta-data/instance-id",
+            source="127.0.0.5",
+            headers={"X-aws-ec2-metadata-token": token.decode()},
+        )[0]
+        for _ in range(40)
+    }
     assert statuses == {200}
     assert Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()  # the second worker
 
 
-def test_sighup_rereads_the_leases_and_sigterm_exits_0(tmp_path: Path,
-                                                       running: tuple[subprocess.Popen[str], int, Path]) -> None:
+def test_sighup_rereads_the_leases_and_sigterm_exits_0(
+    tmp_path: Path, running: tuple[subprocess.Popen[str], int, Path]
+) -> None:
     process, port, leases = running
     leases.write_text("web1: 127.0.0.6\n")
     process.send_signal(signal.SIGHUP)
@@ -105,8 +143,16 @@ def test_sighup_rereads_the_leases_and_sigterm_exits_0(tmp_path: Path,
 
 
 def test_images_too(tmp_path: Path, store: Path) -> None:
-    process = _serve("--source", f"dir:{store}", "--socket-dir", str(tmp_path / "socks"), "--out-dir",
-                     str(tmp_path / "out"), "--format", "configdrive")
+    process = _serve(
+        "--source",
+        f"dir:{store}",
+        "--socket-dir",
+        str(tmp_path / "socks"),
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--format",
+        "configdrive",
+    )
     try:
         _wait(lambda: (tmp_path / "out/web1.iso").exists() and (tmp_path / "socks/web1.sock").exists())
         image = read_iso(tmp_path / "out/web1.iso")

@@ -21,8 +21,7 @@ META = "/openstack/latest/meta_data.json"
 
 
 def _meta_of(fixture: str) -> bytes:
-    return build_seed((FIXTURES / "specs/valid" / f"{fixture}.yaml").read_bytes(), "configdrive").tree[
-        META.lstrip("/")]
+    return build_seed((FIXTURES / "specs/valid" / f"{fixture}.yaml").read_bytes(), "configdrive").tree[META.lstrip("/")]
 
 
 @pytest.fixture(scope="module")
@@ -48,27 +47,35 @@ def test_the_kernel_link_local_address_is_the_eui64(lab_service: LabService, gue
     assert lab_service.lab.link_local(guests["link-local"]) == "fe80::5054:ff:fe12:3402"
 
 
-@pytest.mark.parametrize(("guest", "url", "fixture"), [
-    ("link-local", "http://[fe80::a9fe:a9fe%25eth0]", "example"),
-    ("static", "http://[2001:db8:1::1]", "example"),
-    ("foreign", "http://[2001:db8:99::1]", "example"),
-    ("lease", "http://169.254.169.254", "minimal"),
-    ("by-name", "http://metadata", "ipv6-only"),
-])
-def test_a_guest_gets_its_own_vm(lab_service: LabService, guests: dict[str, str], guest: str, url: str,
-                                 fixture: str) -> None:
+@pytest.mark.parametrize(
+    ("guest", "url", "fixture"),
+    [
+        ("link-local", "http://[fe80::a9fe:a9fe%25eth0]", "example"),
+        ("static", "http://[2001:db8:1::1]", "example"),
+        ("foreign", "http://[2001:db8:99::1]", "example"),
+        ("lease", "http://169.254.169.254", "minimal"),
+        ("by-name", "http://metadata", "ipv6-only"),
+    ],
+)
+def test_a_guest_gets_its_own_vm(
+    lab_service: LabService, guests: dict[str, str], guest: str, url: str, fixture: str
+) -> None:
     status, body = lab_service.guest_get(guests[guest], url + META)
     assert status == 200 and body == _meta_of(fixture)
 
 
-@pytest.mark.parametrize(("guest", "url"), [
-    ("unknown", "http://169.254.169.254"),
-    ("unknown", "http://[2001:db8:1::1]"),
-    ("unknown", "http://[fe80::a9fe:a9fe%25eth0]"),
-    ("duplicate", "http://[2001:db8:1::1]"),
-])
-def test_an_unknown_or_contested_source_gets_404(lab_service: LabService, guests: dict[str, str], guest: str,
-                                                 url: str) -> None:
+@pytest.mark.parametrize(
+    ("guest", "url"),
+    [
+        ("unknown", "http://169.254.169.254"),
+        ("unknown", "http://[2001:db8:1::1]"),
+        ("unknown", "http://[fe80::a9fe:a9fe%25eth0]"),
+        ("duplicate", "http://[2001:db8:1::1]"),
+    ],
+)
+def test_an_unknown_or_contested_source_gets_404(
+    lab_service: LabService, guests: dict[str, str], guest: str, url: str
+) -> None:
     status, body = lab_service.guest_get(guests[guest], url + META)
     assert status == 404 and b"uuid" not in body
     assert lab_service.guest_get(guests[guest], url + META, "X-Forwarded-For=169.254.169.254")[0] == 404
@@ -80,21 +87,25 @@ def test_a_contested_address_is_logged(lab_service: LabService) -> None:
 
 def test_imdsv2_token_from_another_guest_is_401(lab_service: LabService, guests: dict[str, str]) -> None:
     ttl = "X-aws-ec2-metadata-token-ttl-seconds=60"
-    status, token = lab_service.guest_get(guests["static"], "http://[2001:db8:1::1]/latest/api/token", ttl,
-                                          method="PUT")
+    status, token = lab_service.guest_get(
+        guests["static"], "http://[2001:db8:1::1]/latest/api/token", ttl, method="PUT"
+    )
     assert status == 200
     header = f"X-aws-ec2-metadata-token={token.decode()}"
-    assert lab_service.guest_get(guests["static"], "http://[2001:db8:1::1]/latest/meta-data/instance-id",
-                                 header) == (200, b"iid-example-0001")
-    status, body = lab_service.guest_get(guests["lease"], "http://169.254.169.254/latest/meta-data/instance-id",
-                                         header)
+    assert lab_service.guest_get(guests["static"], "http://[2001:db8:1::1]/latest/meta-data/instance-id", header) == (
+        200,
+        b"iid-example-0001",
+    )
+    status, body = lab_service.guest_get(guests["lease"], "http://169.254.169.254/latest/meta-data/instance-id", header)
     assert status == 401 and b"iid" not in body
-    put = lab_service.guest_get(guests["lease"], "http://169.254.169.254/latest/api/token", ttl,
-                                "X-Forwarded-For=10.0.0.1", method="PUT")
+    put = lab_service.guest_get(
+        guests["lease"], "http://169.254.169.254/latest/api/token", ttl, "X-Forwarded-For=10.0.0.1", method="PUT"
+    )
     assert put[0] == 403
 
 
 # --- the store side: changes, deletions, invalid specs (read through the VM's socket) ------------
+
 
 def _socket_meta(lab_service: LabService, vm_id: str) -> tuple[int, bytes]:
     status, _, body = get(lab_service.socks / f"{vm_id}.sock", META)
@@ -136,4 +147,3 @@ def test_no_user_data_or_keys_in_the_log(lab_service: LabService) -> None:
     assert "GET '/openstack/latest/meta_data.json' 200" in text
     for secret in ("AAAAC3NzaC1lZDI1NTE5", "package_update", "vendor-ran", "hello from configdrive"):
         assert secret not in text
-

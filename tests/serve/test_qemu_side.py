@@ -20,8 +20,9 @@ def _relay(running: RunningService, vm_id: str, request: bytes, half_close: bool
     """Run the helper as qemu does: one connection on its standard input and output."""
     guest, qemu_end = socket.socketpair()
     command = qemu_args.guestfwd_command(running.socket_dir / f"{vm_id}.sock")
-    helper = subprocess.Popen(command.split(), stdin=qemu_end.fileno(), stdout=qemu_end.fileno(),
-                              stderr=subprocess.PIPE)
+    helper = subprocess.Popen(
+        command.split(), stdin=qemu_end.fileno(), stdout=qemu_end.fileno(), stderr=subprocess.PIPE
+    )
     qemu_end.close()
     try:
         guest.settimeout(10)
@@ -55,8 +56,9 @@ def test_the_helper_starts_fast_and_imports_no_configdrive(running: RunningServi
     assert "," not in command
     started = time.monotonic()
     python, *options, helper, _ = command.split()
-    out = subprocess.run([python, "-X", "importtime", *options, helper, "/nonexistent.sock"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [python, "-X", "importtime", *options, helper, "/nonexistent.sock"], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 1 and "cannot connect" in out.stderr
     assert "configdrive" not in out.stderr.replace(str(qemu_args.HELPER), "")
     assert time.monotonic() - started < 2
@@ -67,8 +69,9 @@ def test_user_netdev_arguments(tmp_path: object) -> None:
     assert args[0] == "-netdev" and args[2] == "-device"
     netdev = args[1]
     assert netdev.startswith("user,id=n0,net=169.254.0.0/16,ipv4=on,ipv6=off,restrict=on,")
-    assert netdev.endswith(f"guestfwd=tcp:169.254.169.254:80-cmd:/usr/bin/python3 -I -S {qemu_args.HELPER} "
-                           "/run/cd/web1.sock")
+    assert netdev.endswith(
+        f"guestfwd=tcp:169.254.169.254:80-cmd:/usr/bin/python3 -I -S {qemu_args.HELPER} /run/cd/web1.sock"
+    )
     assert args[3] == "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01"
     with pytest.raises(QemuError, match="comma"):
         qemu_args.metadata_user_netdev_args("/run/a,b", "web1", "52:54:00:12:34:01")
@@ -78,8 +81,11 @@ def test_user_netdev_arguments(tmp_path: object) -> None:
 
 def test_tap_and_smbios_arguments() -> None:
     assert qemu_args.metadata_tap_args("tap0", "52:54:00:12:34:01") == [
-        "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no",
-        "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01"]
+        "-netdev",
+        "tap,id=n0,ifname=tap0,script=no,downscript=no",
+        "-device",
+        "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01",
+    ]
     assert qemu_args.openstack_smbios_args() == ["-smbios", "type=1,product=OpenStack Nova"]
     assert qemu_args.ec2_smbios_args("ec2abc") == ["-smbios", "type=1,serial=ec2abc"]
     with pytest.raises(QemuError):

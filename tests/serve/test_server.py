@@ -33,13 +33,17 @@ def _ok(served: RunningService) -> None:
 
 # --- which VM is asking ---------------------------------------------------------------------
 
+
 def test_each_socket_answers_for_its_own_vm(running: RunningService) -> None:
     for vm_id in ("web1", "min1"):
         status, _, body = get(running.socket_dir / f"{vm_id}.sock", META)
         assert status == 200 and body == _meta(running, vm_id)
     # Headers cannot move a request to another VM.
-    status, _, body = get(running.socket_dir / "min1.sock", META,
-                          headers={"X-Forwarded-For": "127.0.0.1", "Host": "web1", "Forwarded": "for=127.0.0.1"})
+    status, _, body = get(
+        running.socket_dir / "min1.sock",
+        META,
+        headers={"X-Forwarded-For": "127.0.0.1", "Host": "web1", "Forwarded": "for=127.0.0.1"},
+    )
     assert body == _meta(running, "min1")
 
 
@@ -51,12 +55,16 @@ def test_sources_are_told_apart(running: RunningService) -> None:
 
 
 def test_a_spoofed_forwarded_for_is_ignored(running: RunningService) -> None:
-    status, _, body = get(running.port, META, source="127.0.0.3",
-                          headers={"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1",
-                                   "Forwarded": "for=127.0.0.1"})
+    status, _, body = get(
+        running.port,
+        META,
+        source="127.0.0.3",
+        headers={"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "127.0.0.1", "Forwarded": "for=127.0.0.1"},
+    )
     assert status == 404 and b"uuid" not in body
-    assert get(running.port, META, source="127.0.0.2", headers={"X-Forwarded-For": "127.0.0.1"})[2] == \
-        _meta(running, "min1")
+    assert get(running.port, META, source="127.0.0.2", headers={"X-Forwarded-For": "127.0.0.1"})[2] == _meta(
+        running, "min1"
+    )
 
 
 def test_any_host_header_and_query_string(running: RunningService) -> None:
@@ -118,19 +126,26 @@ def _token(target: int | Path, source: str = "127.0.0.1") -> str:
 
 def test_imdsv2_token_round_trip(running: RunningService) -> None:
     token = _token(running.port)
-    status, _, body = get(running.port, "/latest/meta-data/instance-id",
-                          headers={"X-aws-ec2-metadata-token": token})
+    status, _, body = get(running.port, "/latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})
     assert status == 200 and body == b"iid-example-0001"
     socket_token = _token(running.socket_dir / "min1.sock")
-    assert get(running.socket_dir / "min1.sock", "/latest/meta-data/",
-               headers={"X-aws-ec2-metadata-token": socket_token})[0] == 200
+    assert (
+        get(running.socket_dir / "min1.sock", "/latest/meta-data/", headers={"X-aws-ec2-metadata-token": socket_token})[
+            0
+        ]
+        == 200
+    )
 
 
 def test_another_vms_token_is_401(running: RunningService) -> None:
     token = _token(running.port, source="127.0.0.1")  # web1's
     for target, source in ((running.port, "127.0.0.2"), (running.socket_dir / "min1.sock", "")):
-        status, _, body = get(target, "/latest/meta-data/instance-id", source=source or "127.0.0.1",
-                              headers={"X-aws-ec2-metadata-token": token})
+        status, _, body = get(
+            target,
+            "/latest/meta-data/instance-id",
+            source=source or "127.0.0.1",
+            headers={"X-aws-ec2-metadata-token": token},
+        )
         assert status == 401 and b"iid" not in body
 
 
@@ -156,13 +171,26 @@ def test_token_requests_refused(running: RunningService) -> None:
 # --- bad input ------------------------------------------------------------------------------------
 
 TRAVERSALS = [
-    "/openstack/../nocloud/meta-data", "/openstack/latest/../../etc/passwd", "/../../../etc/passwd",
-    "/openstack/%2e%2e/nocloud/meta-data", "/%2e%2e/%2e%2e/etc/passwd", "/openstack/latest/..%2fmeta_data.json",
-    "/openstack/latest%2fmeta_data.json", "/%252e%252e/etc/passwd", "/openstack/latest/meta_data.json%00",
-    "/openstack/latest/meta_data.json%00.txt", "/..%5c..%5cetc%5cpasswd", "/openstack\\latest\\meta_data.json",
-    "/openstack//latest/meta_data.json", "/openstack/./latest/meta_data.json", "/openstack/latest/meta_data.json/.",
-    "/%c0%ae%c0%ae/etc/passwd", "/openstack/latest/%2E%2E/latest/meta_data.json", "//etc/passwd",
-    "/nocloud/../../../../proc/self/environ", "/nocloud/meta-data/../../min1",
+    "/openstack/../nocloud/meta-data",
+    "/openstack/latest/../../etc/passwd",
+    "/../../../etc/passwd",
+    "/openstack/%2e%2e/nocloud/meta-data",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/openstack/latest/..%2fmeta_data.json",
+    "/openstack/latest%2fmeta_data.json",
+    "/%252e%252e/etc/passwd",
+    "/openstack/latest/meta_data.json%00",
+    "/openstack/latest/meta_data.json%00.txt",
+    "/..%5c..%5cetc%5cpasswd",
+    "/openstack\\latest\\meta_data.json",
+    "/openstack//latest/meta_data.json",
+    "/openstack/./latest/meta_data.json",
+    "/openstack/latest/meta_data.json/.",
+    "/%c0%ae%c0%ae/etc/passwd",
+    "/openstack/latest/%2E%2E/latest/meta_data.json",
+    "//etc/passwd",
+    "/nocloud/../../../../proc/self/environ",
+    "/nocloud/meta-data/../../min1",
 ]
 
 
@@ -173,16 +201,19 @@ def test_path_traversal_finds_nothing(running: RunningService, path: str) -> Non
 
 
 def test_absolute_form_request_target(running: RunningService) -> None:
-    status, _, body = request(running.port, f"GET http://127.0.0.2{META} HTTP/1.1\r\nHost: x\r\n"
-                              "Connection: close\r\n\r\n".encode())
+    status, _, body = request(
+        running.port, f"GET http://127.0.0.2{META} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     assert status in (400, 404) and b"uuid" not in body
 
 
 @pytest.mark.parametrize("method", ["POST", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND", "FOO", "CONNECT"])
 def test_unknown_methods(running: RunningService, method: str) -> None:
     target = "metadata:80" if method == "CONNECT" else META
-    status, headers, body = request(running.port, f"{method} {target} HTTP/1.1\r\nHost: x\r\n"
-                                    "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+    status, headers, body = request(
+        running.port,
+        f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode(),
+    )
     assert 400 <= status < 500 and b"uuid" not in body
     _ok(running)
 
@@ -191,8 +222,9 @@ BAD_REQUESTS = {
     "long request line": b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
     "long header": b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
     "101 headers": b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(101)) + b"\r\n",
-    "8 KiB head in small headers": b"GET / HTTP/1.1\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100)
-                                                                     for i in range(90)) + b"\r\n",
+    "8 KiB head in small headers": b"GET / HTTP/1.1\r\n"
+    + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(90))
+    + b"\r\n",
     "binary garbage": bytes(range(256)) * 4 + b"\r\n\r\n",
     "no version": b"GET /\r\n\r\n",
     "bad version": b"GET / HTTP/7.1\r\nHost: x\r\n\r\n",
@@ -203,9 +235,9 @@ BAD_REQUESTS = {
     "two content-lengths": b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\nhello",
     "a body": b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789",
     "chunked": b"PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-               b"X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     "huge content-length": b"PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n"
-                           b"X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n",
+    b"X-aws-ec2-metadata-token-ttl-seconds: 60\r\n\r\n",
 }
 
 
@@ -248,6 +280,7 @@ def test_pipelined_keep_alive_requests(running: RunningService) -> None:
 
 # --- slow clients and load --------------------------------------------------------------------
 
+
 def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
     served, stop = start_service(tmp_path, Limits(head_timeout=0.5, response_timeout=1.0))
     try:
@@ -275,7 +308,7 @@ def test_slow_clients_are_cut_off(tmp_path: Path) -> None:
 def test_a_client_that_does_not_read_is_dropped(tmp_path: Path) -> None:
     served, stop = start_service(tmp_path, Limits(response_timeout=1.0))
     try:
-        big = seeds(b"instance_id: big\nhostname: big\nuser_data: \"#!/bin/sh\\n# " + b"x" * (8 << 20) + b"\\n\"\n")
+        big = seeds(b'instance_id: big\nhostname: big\nuser_data: "#!/bin/sh\\n# ' + b"x" * (8 << 20) + b'\\n"\n')
         from configdrive.serve.registry import vm_data
 
         served.put("big", vm_data(big))
@@ -343,6 +376,7 @@ def test_a_thousand_concurrent_connections(running: RunningService) -> None:
 
 
 # --- logs ---------------------------------------------------------------------------------------
+
 
 def test_logs_carry_vm_path_and_status_never_data(running: RunningService, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO")

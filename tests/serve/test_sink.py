@@ -71,8 +71,9 @@ def test_with_the_follower_and_a_folder_store(tmp_path: Path) -> None:
     (folder / "web1.yaml").write_bytes(EXAMPLE)
     (folder / "gone.yaml").write_bytes(b"instance_id: iid-gone\nhostname: gone\n")
     tables, full = MetadataTables(), []
-    follower = Follower(open_store(f"dir:{folder}"), SeedBuilder("configdrive", pack=False),
-                        [HttpSink(tables, full_set=full.append)])
+    follower = Follower(
+        open_store(f"dir:{folder}"), SeedBuilder("configdrive", pack=False), [HttpSink(tables, full_set=full.append)]
+    )
     thread = threading.Thread(target=follower.run, daemon=True)
     thread.start()
     try:

@@ -33,8 +33,7 @@ def _body(table: Table, path: str) -> bytes | None:
 
 def test_openstack_files_are_the_config_drive_files(trees: Any) -> None:
     _, configdrive, table = trees
-    served = {p for p in table if p.startswith("/openstack/") and not p.endswith("/")
-              and p.count("/") == 3}
+    served = {p for p in table if p.startswith("/openstack/") and not p.endswith("/") and p.count("/") == 3}
     expected = {"/" + p for p in configdrive if p.startswith("openstack/")}
     assert served == expected
     for path in expected:
@@ -98,7 +97,8 @@ def test_ec2_leaves_and_listings(trees: Any) -> None:
         root = _body(table, f"/{version}/meta-data/")
         assert root == _body(table, f"/{version}/meta-data")
         assert root is not None and set(root.decode().split("\n")) == {
-            k + "/" if isinstance(v, dict) else k for k, v in meta.items()}
+            k + "/" if isinstance(v, dict) else k for k, v in meta.items()
+        }
         assert _body(table, f"/{version}/user-data") == configdrive.get("ec2/latest/user-data")
     assert _body(table, "/") == "\n".join(EC2_VERSIONS).encode()
 
@@ -108,7 +108,10 @@ def test_ec2_public_keys_are_listed_by_name() -> None:
     table = build_table(None, configdrive)
     assert _body(table, "/latest/meta-data/public-keys/") == b"0=alice@example\n1=bob@example"
     assert _body(table, "/latest/meta-data/public-keys/1/") == b"openssh-key"
-    assert _body(table, "/latest/meta-data/public-keys/0/openssh-key", ).startswith(b"ssh-ed25519 ")  # type: ignore[union-attr]
+    assert _body(
+        table,
+        "/latest/meta-data/public-keys/0/openssh-key",
+    ).startswith(b"ssh-ed25519 ")  # type: ignore[union-attr]
     assert _body(table, "/latest/meta-data/placement/availability-zone") == b"zone-a"
 
 

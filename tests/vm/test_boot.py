@@ -173,8 +173,11 @@ def formats_for(make_spec: Any) -> list[str]:
     return [fmt for fmt, form in REGISTRY.items() if not form.problems(configdrive.load_spec(make_spec(fmt)))]
 
 
-LIFECYCLE_FORMATS = formats_for(lambda fmt: lifecycle_spec(
-    fmt, instance_id="i", hostname="h", key_list=[PROBE_KEY], v6_address="2001:db8:1::10", label="probe"))
+LIFECYCLE_FORMATS = formats_for(
+    lambda fmt: lifecycle_spec(
+        fmt, instance_id="i", hostname="h", key_list=[PROBE_KEY], v6_address="2001:db8:1::10", label="probe"
+    )
+)
 IPV6_ONLY_FORMATS = formats_for(lambda fmt: ipv6_only_spec(fmt, PROBE_KEY))
 
 
@@ -188,15 +191,35 @@ def seed_through_the_watcher(workdir: Path, name: str, spec: dict[str, Any], fmt
     store, out = workdir / f"{name}-store", workdir / f"{name}-seeds"
     store.mkdir()
     (store / "vm.yaml").write_text(yaml.safe_dump(spec))
-    subprocess.run([sys.executable, "-m", "configdrive", "watch", "--once", "--source", f"dir:{store}",
-                    "--out-dir", str(out), "--format", fmt], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "configdrive",
+            "watch",
+            "--once",
+            "--source",
+            f"dir:{store}",
+            "--out-dir",
+            str(out),
+            "--format",
+            fmt,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return out / "vm.iso"
 
 
 def predicted(old_seed: Path, new_seed: Path) -> dict[str, str]:
     """What `configdrive diff` says cloud-init will do with the change from one seed to the next."""
-    result = subprocess.run([sys.executable, "-m", "configdrive", "diff", str(old_seed), str(new_seed), "--json"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "configdrive", "diff", str(old_seed), str(new_seed), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
     return {v["field"]: v["applies"] for v in json.loads(result.stdout)}
 
@@ -251,8 +274,9 @@ def lifecycle(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Itera
         fmt, instance_id=derived if fmt == "nocloud" else f"iid-{fmt}-3", hostname="delta",
         key_list=[keys.ed25519, keys.later, keys.fourth], v6_address="2001:db8:1::30", label="net_policy",
     ), **policy, **({} if fmt == "nocloud" else {"uuid": derived})}  # fmt: skip
-    seeds = {step: vm.seed(f"lifecycle-{fmt}-{step}", spec, fmt)
-             for step, spec in specs.items() if step != "net_policy"}
+    seeds = {
+        step: vm.seed(f"lifecycle-{fmt}-{step}", spec, fmt) for step, spec in specs.items() if step != "net_policy"
+    }
     seeds["net_policy"] = seed_through_the_watcher(vm.workdir, f"lifecycle-{fmt}-net_policy", specs["net_policy"], fmt)
     change = predicted(seeds["new_iid"], seeds["net_policy"])
     boots = {}
@@ -283,8 +307,7 @@ class OpenNebulaBoot:
     user_data: str
 
 
-ONE_PATHS = ("/var/tmp/cd/one.txt", "/var/tmp/escaped-1", "/var/tmp/escaped-2",
-             "/run/cloud-init/instance-data.json")
+ONE_PATHS = ("/var/tmp/cd/one.txt", "/var/tmp/escaped-1", "/var/tmp/escaped-2", "/run/cloud-init/instance-data.json")
 
 
 @pytest.fixture(scope="module")
@@ -292,25 +315,32 @@ def opennebula(vm: VmRunner, keys: Keys) -> OpenNebulaBoot:
     # The key's comment is shell syntax that would leave a file in /var/tmp (writable by nobody,
     # who parses context.sh) if it ever left its quotes.
     key = " ".join(keys.ed25519.split()[:2]) + " it's `touch /var/tmp/escaped-1` \\'$(touch /var/tmp/escaped-2) \"\\"
-    user_data = ("#cloud-config\nmanage_etc_hosts: true\nruncmd:\n  - mkdir -p /var/tmp/cd\n"
-                 "  - echo \"runcmd opennebula\" > /var/tmp/cd/one.txt\n")
+    user_data = (
+        "#cloud-config\nmanage_etc_hosts: true\nruncmd:\n  - mkdir -p /var/tmp/cd\n"
+        '  - echo "runcmd opennebula" > /var/tmp/cd/one.txt\n'
+    )
     spec = {
         "instance_id": "iid-not-used-by-opennebula",
         "hostname": "nebula",
         "fqdn": "nebula.example.test",
         "ssh_authorized_keys": [key],
         "user_data": user_data,
-        "network": {"ethernets": {"eth0": {
-            "match": {"macaddress": MAC_ONE},
-            # not 10.0.2.15, the address qemu's DHCP would hand out
-            "addresses": ["10.0.2.42/24", "2001:db8:7::42/64"],
-            "routes": [{"to": "default", "via": "10.0.2.2"}, {"to": "default", "via": "2001:db8:7::1"}],
-            "nameservers": {"addresses": ["10.0.2.3"], "search": ["example.test"]},
-        }}},
+        "network": {
+            "ethernets": {
+                "eth0": {
+                    "match": {"macaddress": MAC_ONE},
+                    # not 10.0.2.15, the address qemu's DHCP would hand out
+                    "addresses": ["10.0.2.42/24", "2001:db8:7::42/64"],
+                    "routes": [{"to": "default", "via": "10.0.2.2"}, {"to": "default", "via": "2001:db8:7::1"}],
+                    "nameservers": {"addresses": ["10.0.2.3"], "search": ["example.test"]},
+                }
+            }
+        },
     }
     seed = vm.seed("opennebula", spec, "opennebula")
-    boot = vm.boot("opennebula", vm.disk("opennebula"), seed, [Nic(MAC_ONE, NET_ONE)],
-                   bus="virtio-scsi", report_paths=ONE_PATHS)
+    boot = vm.boot(
+        "opennebula", vm.disk("opennebula"), seed, [Nic(MAC_ONE, NET_ONE)], bus="virtio-scsi", report_paths=ONE_PATHS
+    )
     return OpenNebulaBoot(boot, spec, key, user_data)
 
 
@@ -505,8 +535,9 @@ def test_ipv6_only_cloud_init_clean(ipv6_only: Boot) -> None:
 
 def test_ipv6_only_seed_read_from_a_virtio_disk(ipv6_only: Boot) -> None:
     # a virtio disk (qemu may enumerate it before the root disk, found by label), not /dev/sr0
-    assert re.fullmatch(r"config-disk \(/dev/vd[a-z]\)", ipv6_only.report["subplatform"] or ""), \
-        ipv6_only.report["subplatform"]
+    assert re.fullmatch(r"config-disk \(/dev/vd[a-z]\)", ipv6_only.report["subplatform"] or ""), ipv6_only.report[
+        "subplatform"
+    ]
 
 
 # --- OpenNebula CONTEXT -------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def spec(vm_id: str, n: int, padding: int = 0) -> bytes:
     """Version ``n`` of ``vm_id``'s spec; the hostname carries the version."""
     text = f"instance_id: iid-{vm_id}\nhostname: h-{vm_id}-{n}\n"
     if padding:
-        text += f"user_data: \"#!/bin/sh\\n# {'x' * padding}\\n\"\n"
+        text += f'user_data: "#!/bin/sh\\n# {"x" * padding}\\n"\n'
     return text.encode()
 
 

@@ -51,12 +51,26 @@ class EtcdServer:
         client = f"http://127.0.0.1:{self.port}"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                ["etcd", "--name", "test", "--data-dir", str(self.data_dir),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-                 "--initial-cluster", f"test=http://127.0.0.1:{self.peer_port}"],
-                stdout=log, stderr=subprocess.STDOUT)
+                [
+                    "etcd",
+                    "--name",
+                    "test",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--listen-client-urls",
+                    client,
+                    "--advertise-client-urls",
+                    client,
+                    "--listen-peer-urls",
+                    f"http://127.0.0.1:{self.peer_port}",
+                    "--initial-advertise-peer-urls",
+                    f"http://127.0.0.1:{self.peer_port}",
+                    "--initial-cluster",
+                    f"test=http://127.0.0.1:{self.peer_port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_for(self._ready, 20, "etcd to accept clients")
         return self
 
@@ -94,10 +108,25 @@ class QemuMachine:
         drive = "if=none,id=cd0drive,media=cdrom,readonly=on"
         if iso is not None:
             drive += f",format=raw,file={iso}"
-        self.args = ["qemu-system-x86_64", "-S", "-machine", "q35", "-accel", "tcg",
-                     "-nodefaults", "-display", "none", "-m", "64",
-                     "-drive", drive, "-device", "ide-cd,drive=cd0drive,id=cd0,bus=ide.0",
-                     "-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
+        self.args = [
+            "qemu-system-x86_64",
+            "-S",
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-m",
+            "64",
+            "-drive",
+            drive,
+            "-device",
+            "ide-cd,drive=cd0drive,id=cd0,bus=ide.0",
+            "-qmp",
+            f"unix:{self.qmp_socket},server=on,wait=off",
+        ]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> QemuMachine:
@@ -128,16 +157,24 @@ class WatcherProcess:
     """``python -m configdrive watch`` as a child process, logging to a file."""
 
     def __init__(self, source: str, out_dir: Path, log: Path, *extra: str) -> None:
-        self.args = [sys.executable, "-m", "configdrive", "watch", "--source", source,
-                     "--out-dir", str(out_dir), *extra]
+        self.args = [
+            sys.executable,
+            "-m",
+            "configdrive",
+            "watch",
+            "--source",
+            source,
+            "--out-dir",
+            str(out_dir),
+            *extra,
+        ]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WatcherProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                            env=env)
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
 
     def wait_synced(self, timeout: float = 30) -> None:

@@ -42,8 +42,11 @@ def test_watcher_swaps_the_rebuilt_iso_into_running_qemu(tmp_path: Path, qemu_fa
     assert str(iso) in files and f"{iso} (deleted)" not in files
 
 
-def test_a_frozen_qemu_delays_only_its_own_vm(tmp_path: Path, qemu_factory,  # type: ignore[no-untyped-def]
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_frozen_qemu_delays_only_its_own_vm(
+    tmp_path: Path,
+    qemu_factory,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     (tmp_path / "specs").mkdir()
     store = open_store(f"dir:{tmp_path / 'specs'}")
     out = tmp_path / "out"

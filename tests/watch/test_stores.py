@@ -27,8 +27,7 @@ def test_put_get_update_delete_round_trip(store: SpecStore) -> None:
     assert second > first
     put_spec(store, "vm2", spec("vm2", 1))
     snapshot = store.list()
-    assert {k: r.raw for k, r in snapshot.records.items()} == {
-        "vm1": spec("vm1", 2), "vm2": spec("vm2", 1)}
+    assert {k: r.raw for k, r in snapshot.records.items()} == {"vm1": spec("vm1", 2), "vm2": spec("vm2", 1)}
     assert snapshot.records["vm1"].revision == second
     assert store.delete("vm1") is True
     assert store.delete("vm1") is False
@@ -46,8 +45,9 @@ def test_an_invalid_spec_never_reaches_the_store(store: SpecStore) -> None:
 
 def test_cli_put_get_list_delete(store_url: str, tmp_path: Path) -> None:
     def cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([sys.executable, "-m", "configdrive", *args], input=stdin,
-                              capture_output=True, cwd=ROOT, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "configdrive", *args], input=stdin, capture_output=True, cwd=ROOT, timeout=60
+        )
 
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(INVALID)
@@ -58,8 +58,9 @@ def test_cli_put_get_list_delete(store_url: str, tmp_path: Path) -> None:
     assert cli("put", "--store", store_url, "vm1", "-", stdin=spec("vm1", 1)).returncode == 0
     assert cli("get", "--store", store_url, "vm1").stdout == spec("vm1", 1)
     assert cli("list", "--store", store_url).stdout.startswith(b"vm1\t")
-    assert cli("put", "--store", store_url, "vm1", "-", "--expect-revision", "0",
-               stdin=spec("vm1", 2)).returncode == 1  # already exists
+    assert (
+        cli("put", "--store", store_url, "vm1", "-", "--expect-revision", "0", stdin=spec("vm1", 2)).returncode == 1
+    )  # already exists
     assert cli("delete", "--store", store_url, "vm1").returncode == 0
     assert cli("get", "--store", store_url, "vm1").returncode == 1
 
@@ -139,8 +140,9 @@ def test_invalid_vm_ids_are_refused(store: SpecStore) -> None:
             store.put(bad, spec("x", 1))
 
 
-def test_special_files_in_a_folder_store_are_skipped_without_blocking(tmp_path: Path,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_special_files_in_a_folder_store_are_skipped_without_blocking(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A FIFO, a folder or a device named like a spec is never opened for a blocking read: it is
     logged once and the VM counts as having no spec."""
     import logging

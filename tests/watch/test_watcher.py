@@ -64,8 +64,9 @@ def test_changes_rebuild_only_that_vm(store: SpecStore, fmt: str, tmp_path: Path
         assert (out / "b.iso").exists()
 
 
-def test_an_invalid_spec_keeps_the_last_good_iso(store: SpecStore, fmt: str, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_an_invalid_spec_keeps_the_last_good_iso(
+    store: SpecStore, fmt: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "out"
     put_spec(store, "a", spec("a", 1))
     caplog.set_level(logging.INFO, "configdrive")
@@ -86,9 +87,9 @@ def test_an_invalid_spec_keeps_the_last_good_iso(store: SpecStore, fmt: str, tmp
 FAULTS = {"bad-type": TypeError, "bad-recursion": RecursionError, "bad-memory": MemoryError, "bad-key": KeyError}
 
 
-def test_a_renderer_bug_stays_with_its_vm(store: SpecStore, fmt: str, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_a_renderer_bug_stays_with_its_vm(
+    store: SpecStore, fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """Any exception while building one VM's seed (a bug of ours) leaves that VM at its last good
     seed, is logged once without the spec's values, and every other VM keeps updating."""
     out = tmp_path / "out"
@@ -118,16 +119,18 @@ def test_a_renderer_bug_stays_with_its_vm(store: SpecStore, fmt: str, tmp_path: 
         wait_for(lambda: converged(out, {"good1": 3}, fmt), 10, "good1's rebuild after the resync")
         put_spec(store, "bad-type", spec("bad-type", 1) + b"# back to a good one\n")
         wait_for(lambda: watch.images.counts["unchanged"], 10, "bad-type's good spec")
-    failures = [r.getMessage() for r in caplog.records
-                if r.name == "configdrive.watch" and r.levelno >= logging.WARNING]
+    failures = [
+        r.getMessage() for r in caplog.records if r.name == "configdrive.watch" and r.levelno >= logging.WARNING
+    ]
     assert len(failures) == len(FAULTS), failures
     for vm, fault in FAULTS.items():
         assert any(m.startswith(f"{vm}: ") and f"internal error {fault.__name__} at " in m for m in failures)
     assert "SECRET-VALUE" not in caplog.text and "Traceback" not in caplog.text
 
 
-def test_logs_whether_cloud_init_will_act_on_a_change(store: SpecStore, fmt: str, tmp_path: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_logs_whether_cloud_init_will_act_on_a_change(
+    store: SpecStore, fmt: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "out"
     caplog.set_level(logging.INFO, "configdrive")
     put_spec(store, "a", spec("a", 1))
@@ -137,8 +140,11 @@ def test_logs_whether_cloud_init_will_act_on_a_change(store: SpecStore, fmt: str
         wait_for(lambda: converged(out, {"a": 2}, fmt), 10, "a's rebuild")
         iid = build_seed(spec("a", 2), fmt).instance_id
         if fixed is None:
-            wait_for(lambda: f"a: seed changed; same instance id {iid!r}; applied at next boot: hostname"
-                     in caplog.text, 10, "the verdict")
+            wait_for(
+                lambda: f"a: seed changed; same instance id {iid!r}; applied at next boot: hostname" in caplog.text,
+                10,
+                "the verdict",
+            )
         v3 = spec("a", 3).replace(b"iid-a", b"iid-a-v2")
         put_spec(store, "a", v3)
         if fixed is None:
@@ -268,8 +274,9 @@ def test_etcd_killed_and_restarted_mid_stream(own_etcd: EtcdServer, tmp_path: Pa
 
 
 @pytest.mark.etcd
-def test_compaction_past_the_watchers_revision_resyncs(etcd_server: EtcdServer, tmp_path: Path,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_compaction_past_the_watchers_revision_resyncs(
+    etcd_server: EtcdServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     url, out = f"{etcd_server.url}/compact/{os.getpid()}/", tmp_path / "out"
     store = open_store(url)
     for vm in ("a", "b", "c"):
@@ -282,8 +289,9 @@ def test_compaction_past_the_watchers_revision_resyncs(etcd_server: EtcdServer, 
     _compact(etcd_server, revision)
     caplog.set_level(logging.INFO, "configdrive")
     with running(watch):  # resumes from its sync's revision, which etcd no longer has
-        wait_for(lambda: converged(out, {"a": 2, "c": 2}) and not (out / "b.iso").exists(),
-                 10, "the resync after compaction")
+        wait_for(
+            lambda: converged(out, {"a": 2, "c": 2}) and not (out / "b.iso").exists(), 10, "the resync after compaction"
+        )
     store.close()
     assert "compacted past revision" in caplog.text
 
@@ -331,9 +339,12 @@ def test_kill_9_never_shows_a_reader_a_partial_iso(store_url: str, tmp_path: Pat
     for vm in vms:
         store.put(vm, spec(vm, 0, padding=150_000))  # big ISOs: a long window for a torn write
     stop = tmp_path / "stop-reader"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(out), str(stop)],
-                              stdout=subprocess.PIPE, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(out), str(stop)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     rng = random.Random(9)
     log = tmp_path / "watch.log"
     try:
@@ -371,9 +382,12 @@ def test_kill_9_during_a_full_sync_leaves_only_complete_images(store_url: str, t
     for vm in vms:
         store.put(vm, spec(vm, 0, padding))
     stop = tmp_path / "stop-reader"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(out), str(stop)],
-                              stdout=subprocess.PIPE, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(out), str(stop)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     rng = random.Random(11)
     killed_in_sync = 0
     try:
@@ -412,8 +426,7 @@ def test_kill_9_during_a_full_sync_leaves_only_complete_images(store_url: str, t
     assert result["bad"] == 0, result["errors"]
 
 
-def test_special_files_and_failed_writes_delay_only_their_vm(tmp_path: Path,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_special_files_and_failed_writes_delay_only_their_vm(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A FIFO in the store, a FIFO and a folder where images go: each is logged once and skipped,
     never read; the blocked images are retried until they can be written; the others update."""
     specs, out = tmp_path / "specs", tmp_path / "out"
@@ -439,15 +452,20 @@ def test_special_files_and_failed_writes_delay_only_their_vm(tmp_path: Path,
     assert "b: wrote b.iso after" in caplog.text and "c: wrote c.iso after" in caplog.text
 
 
-def test_a_full_disk_is_retried_until_there_is_room(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_is_retried_until_there_is_room(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Images that do not fit are retried with backoff, logged once (past a few VMs, counted in
     one line); room made, they are written."""
     specs, out = tmp_path / "specs", tmp_path / "out"
     specs.mkdir()
     out.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(out)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(out)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("needs to mount a small tmpfs (root)")
     monkeypatch.setattr("configdrive.sinks.imagedir.SHOWN", 1)
     try:
