@@ -39,9 +39,12 @@ def check_target(path: str | os.PathLike[str]) -> None:
     _refuse_unless_regular(os.fspath(path), None, os.fspath(path))
 
 
-def write_file(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace ``path`` with ``data`` atomically. Refuses, touching nothing, when ``path`` is a
-    symlink, folder, device, FIFO or socket."""
+def write_file(
+    path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE, *, mtime_ns: int | None = None
+) -> None:
+    """Replace ``path`` with ``data`` atomically (with modification time ``mtime_ns`` when given,
+    set before the rename, so watchers see one change). Refuses, touching nothing, when ``path``
+    is a symlink, folder, device, FIFO or socket."""
     target = Path(path)
     folder = target.parent
     try:
@@ -49,7 +52,7 @@ def write_file(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE)
     except OSError as err:
         raise OutputError(f"cannot create a file in {folder}: {err.strerror}", str(target)) from err
     try:
-        _write_at(dir_fd, target.name, data, mode, str(target))
+        _write_at(dir_fd, target.name, data, mode, str(target), mtime_ns)
     finally:
         os.close(dir_fd)
 
@@ -102,7 +105,7 @@ def remove_stale_temps(folder: str | os.PathLike[str], name_glob: str = "*") -> 
     return [name for name in names if _is_regular(Path(folder, name)) and remove_file(Path(folder, name))]
 
 
-def _write_at(dir_fd: int, name: str, data: bytes, mode: int, shown: str) -> None:
+def _write_at(dir_fd: int, name: str, data: bytes, mode: int, shown: str, mtime_ns: int | None = None) -> None:
     """The atomic write itself, with the folder open as ``dir_fd``; ``shown`` names the target in errors."""
     _check_name(name, shown)
     _refuse_unless_regular(name, dir_fd, shown)
@@ -112,6 +115,8 @@ def _write_at(dir_fd: int, name: str, data: bytes, mode: int, shown: str) -> Non
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
+            if mtime_ns is not None:
+                os.utime(handle.fileno(), ns=(mtime_ns, mtime_ns))
             os.fsync(handle.fileno())
         # Again just before the rename: a large write gives a window for the target to change.
         _refuse_unless_regular(name, dir_fd, shown)

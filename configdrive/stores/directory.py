@@ -220,8 +220,7 @@ class DirectoryStore:
             # A revision is the mtime: make it grow even within one clock tick of the file system.
             mtime = max(time.time_ns(), current[0].revision + 1 if current else 0)
             try:
-                write_file(path, raw)
-                os.utime(path, ns=(mtime, mtime))
+                write_file(path, raw, mtime_ns=mtime)  # the mtime set before the rename: one event
             except OutputError as err:
                 raise StoreError(f"cannot write {vm_id}: {err}") from err
             except OSError as err:
