@@ -310,12 +310,12 @@ def test_url_options_and_etcdctl_variables(pki: PKI, tmp_path: Path) -> None:
     query = "&".join(f"{k}={v}" for k, v in tls.items())
 
     # Everything in the URL but the password, which comes from the environment.
-    where = parse_url(f"etcds://etcd.example:2380/cd/h1/?{query}&user=alice", {"ETCDCTL_PASSWORD": "pw"})
+    where = parse_url(f"etcds://etcd.example:2380/cd/h1/?{query}&user=alice", {"ETCDCTL_PASSWORD": "Pw-7f3kq!"})
     assert (where.host, where.port, where.prefix) == ("etcd.example", 2380, "/cd/h1/")
     assert where.tls is not None and where.tls.cacert_path == tls["cacert"] and where.tls.cert_path == tls["cert"]
     assert where.tls.key == Path(tls["key"]).read_bytes()
-    assert where.credentials is not None and (where.credentials.user, where.credentials.password) == ("alice", "pw")
-    assert "pw" not in repr(where) and "PRIVATE" not in repr(where)
+    assert where.credentials is not None and (where.credentials.user, where.credentials.password) == ("alice", "Pw-7f3kq!")
+    assert "Pw-7f3kq!" not in repr(where) and "PRIVATE" not in repr(where)
 
     # Everything from etcdctl's variables; ETCDCTL_USER=user:password as etcdctl takes it.
     env = {
