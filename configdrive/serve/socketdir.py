@@ -101,7 +101,7 @@ class SocketDir:
         try:
             sock.bind(os.fspath(temp))
             os.chmod(temp, self.mode)
-            sock.listen(128)
+            sock.listen(1024)  # as the TCP listeners: a boot storm opens many connections at once
             sock.setblocking(False)
             inode = os.stat(temp).st_ino
             os.rename(temp, final)
