@@ -93,6 +93,20 @@ def typical_spec(i: int = 0, user_data: Any = None) -> dict[str, Any]:
     }
 
 
+def opennebula_spec(i: int = 0) -> dict[str, Any]:
+    """The typical spec as OpenNebula's CONTEXT can carry it: static IPv4 on both NICs with a
+    default gateway, no vendor data, meta or availability zone."""
+    spec = typical_spec(i)
+    for key in ("vendor_data", "meta", "availability_zone"):
+        del spec[key]
+    eth0 = spec["network"]["ethernets"]["eth0"]
+    del eth0["dhcp4"], eth0["set-name"]
+    eth0.update(addresses=[f"192.0.2.{10 + i % 200}/24"], routes=[{"to": "default", "via": "192.0.2.1"}])
+    eth1 = spec["network"]["ethernets"]["eth1"]
+    del eth1["routes"], eth1["set-name"]
+    return spec
+
+
 def big_user_data(size: int = 60 * 1024) -> str:
     lines = ["#!/bin/sh", "set -eu"]
     n = 0
@@ -106,6 +120,8 @@ WORKLOADS = {
     "nocloud-typical": ("nocloud", lambda: typical_spec()),
     "configdrive-full": ("configdrive", lambda: typical_spec()),
     "nocloud-60k-user-data": ("nocloud", lambda: typical_spec(user_data=big_user_data())),
+    # peers: genisoimage -V CONTEXT on the same context.sh (OpenNebula's front end builds it so)
+    "opennebula-context": ("opennebula", lambda: opennebula_spec()),
 }
 
 
