@@ -205,3 +205,16 @@ def test_put_checks_every_format_but_the_narrow_ones_unless_named(tmp_path: Path
         refused = run("put", "--store", store, "vm2", str(EXAMPLE), "--format", name)
         assert refused.returncode == 2 and f"{name}:" in refused.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["vm1.yaml"]
+
+
+def test_output_to_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    iso = tmp_path / "seed.iso"
+    iso.write_bytes(configdrive.build_iso(configdrive.load_spec(EXAMPLE)))
+    for args in (["inspect", str(iso), "--contents"], ["schema"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "configdrive", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # as `| head -0` does
+        err = proc.stderr.read().decode()
+        assert proc.wait(60) in (0, 141) and "Traceback" not in err, err
