@@ -314,7 +314,10 @@ def test_url_options_and_etcdctl_variables(pki: PKI, tmp_path: Path) -> None:
     assert (where.host, where.port, where.prefix) == ("etcd.example", 2380, "/cd/h1/")
     assert where.tls is not None and where.tls.cacert_path == tls["cacert"] and where.tls.cert_path == tls["cert"]
     assert where.tls.key == Path(tls["key"]).read_bytes()
-    assert where.credentials is not None and (where.credentials.user, where.credentials.password) == ("alice", "Pw-7f3kq!")
+    assert where.credentials is not None and (where.credentials.user, where.credentials.password) == (
+        "alice",
+        "Pw-7f3kq!",
+    )
     assert "Pw-7f3kq!" not in repr(where) and "PRIVATE" not in repr(where)
 
     # Everything from etcdctl's variables; ETCDCTL_USER=user:password as etcdctl takes it.
