@@ -33,8 +33,29 @@ def parse_document(raw: bytes | str, source: str | None = None, *, max_values: i
             ) from None
     if len(raw) > LIMITS["spec_bytes"]:
         raise SpecError([Problem("", f"spec is larger than {LIMITS['spec_bytes']} bytes")], source)
-    composer = _Composer(LIMITS["values"] if max_values is None else max_values)
-    loader = _yaml_loader()(raw)
+    limit = LIMITS["values"] if max_values is None else max_values
+    try:
+        composer, data = _compose(raw, _yaml_loader(), limit, source)
+    except _LibyamlDepth:
+        # libyaml (as bundled with PyYAML 6.0.4) stops deep flow text before any event reaches
+        # the composer: PyYAML's own parser streams it, so ours names the path where it went too deep.
+        composer, data = _compose(raw, yaml.SafeLoader, limit, source)
+    if composer.problems:
+        raise SpecError(composer.problems, source)
+    return data
+
+
+class _LibyamlDepth(Exception):
+    """libyaml refused the text for its own nesting limit."""
+
+
+def _compose(raw: bytes, loader_class: Any, max_values: int, source: str | None) -> tuple[_Composer, Any]:
+    """The composer and the data after reading ``raw`` with ``loader_class``'s parser; SpecError
+    on bad text."""
+    import yaml
+
+    composer = _Composer(max_values)
+    loader = loader_class(raw)
     try:
         data = composer.compose(loader)
     except _Stop as stop:
@@ -43,12 +64,12 @@ def parse_document(raw: bytes | str, source: str | None = None, *, max_values: i
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(err, "problem", None) or str(err)
+        if "nesting depth" in reason and loader_class is not yaml.SafeLoader:
+            raise _LibyamlDepth from err
         raise SpecError([Problem("", f"not valid YAML/JSON{where}: {cut(reason)}")], source) from err
     finally:
         loader.dispose()
-    if composer.problems:
-        raise SpecError(composer.problems, source)
-    return data
+    return composer, data
 
 
 def _yaml_loader() -> Any:
