@@ -151,14 +151,7 @@ def change_medium(
             if forced and not force:
                 break
             try:
-                monitor.execute(
-                    "blockdev-change-medium",
-                    id=target.device,
-                    filename=filename,
-                    format="raw",
-                    **{"read-only-mode": "read-only"},
-                    force=forced,
-                )
+                _change_medium(monitor, target, filename, force=forced)
                 error = None
                 break
             except QmpError as err:
@@ -201,15 +194,20 @@ def _tray_problem(err: QmpError) -> bool:
 def _reinsert(monitor: Monitor, target: QmpTarget, filename: str) -> Medium:
     """Never leave a VM without a medium: put ``filename`` back and close the tray."""
     log.error("%s: %s has no medium after the change; inserting %s again", target.socket, target.device, filename)
+    _change_medium(monitor, target, filename, force=True)
+    return monitor.medium(target.device)
+
+
+def _change_medium(monitor: Monitor, target: QmpTarget, filename: str, force: bool) -> None:
+    """Put the raw image ``filename`` read-only into ``target``'s drive."""
     monitor.execute(
         "blockdev-change-medium",
         id=target.device,
         filename=filename,
         format="raw",
         **{"read-only-mode": "read-only"},
-        force=True,
+        force=force,
     )
-    return monitor.medium(target.device)
 
 
 def query_medium(target: QmpTarget, timeout: float = DEFAULT_TIMEOUT) -> Medium:
