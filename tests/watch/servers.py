@@ -47,8 +47,15 @@ class EtcdServer:
     def url(self) -> str:
         return f"etcd://127.0.0.1:{self.port}"
 
+    #: The scheme clients speak; a subclass that serves TLS says "https" and adds its flags.
+    client_scheme = "http"
+
+    def extra_args(self) -> list[str]:
+        """etcd flags beyond the plain single-member ones (none here)."""
+        return []
+
     def start(self) -> EtcdServer:
-        client = f"http://127.0.0.1:{self.port}"
+        client, peer = f"{self.client_scheme}://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.peer_port}"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -62,16 +69,17 @@ class EtcdServer:
                     "--advertise-client-urls",
                     client,
                     "--listen-peer-urls",
-                    f"http://127.0.0.1:{self.peer_port}",
+                    peer,
                     "--initial-advertise-peer-urls",
-                    f"http://127.0.0.1:{self.peer_port}",
+                    peer,
                     "--initial-cluster",
-                    f"test=http://127.0.0.1:{self.peer_port}",
+                    f"test={peer}",
+                    *self.extra_args(),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_for(self._ready, 20, "etcd to accept clients")
+        wait_for(self._ready, 30, "etcd to accept clients")
         return self
 
     def _ready(self) -> bool:

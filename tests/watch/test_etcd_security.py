@@ -28,7 +28,7 @@ import pytest
 from configdrive.errors import StoreError
 from configdrive.stores import Batch, open_store
 from configdrive.stores.etcd import EtcdStore, parse_url, protobuf_problem
-from tests.watch.servers import ROOT, EtcdServer, wait_for
+from tests.watch.servers import ROOT, EtcdServer
 
 pytestmark = [pytest.mark.etcd, pytest.mark.timeout(180)]
 
@@ -174,43 +174,22 @@ class TLSEtcdServer(EtcdServer):
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self) -> TLSEtcdServer:
-        client, peer = f"https://{self.endpoint}", f"http://127.0.0.1:{self.peer_port}"
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    "etcd",
-                    "--name",
-                    "test",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--listen-client-urls",
-                    client,
-                    "--advertise-client-urls",
-                    client,
-                    "--listen-peer-urls",
-                    peer,
-                    "--initial-advertise-peer-urls",
-                    peer,
-                    "--initial-cluster",
-                    f"test={peer}",
-                    "--cert-file",
-                    self.pki.crt("server"),
-                    "--key-file",
-                    self.pki.key("server"),
-                    "--trusted-ca-file",
-                    self.pki.crt("ca"),
-                    "--client-cert-auth",
-                    "--auth-token",
-                    "simple",
-                    "--auth-token-ttl",
-                    str(TTL),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_for(self._ready, 30, "etcd (TLS) to accept clients")
-        return self
+    client_scheme = "https"
+
+    def extra_args(self) -> list[str]:
+        return [
+            "--cert-file",
+            self.pki.crt("server"),
+            "--key-file",
+            self.pki.key("server"),
+            "--trusted-ca-file",
+            self.pki.crt("ca"),
+            "--client-cert-auth",
+            "--auth-token",
+            "simple",
+            "--auth-token-ttl",
+            str(TTL),
+        ]
 
     def _ready(self) -> bool:
         assert self.process is not None
