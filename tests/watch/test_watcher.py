@@ -331,6 +331,16 @@ print(json.dumps({"reads": reads, "bad": bad, "errors": errors[:5]}))
 """
 
 
+def start_reader(out: Path, stop: Path) -> subprocess.Popen[bytes]:
+    """A process reading every ISO in ``out`` until ``stop`` exists (READER); JSON on its stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", READER, str(out), str(stop)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
 def test_kill_9_never_shows_a_reader_a_partial_iso(store_url: str, tmp_path: Path) -> None:
     store = open_store(store_url)
     out, vms = tmp_path / "out", [f"vm{i}" for i in range(6)]
@@ -339,12 +349,7 @@ def test_kill_9_never_shows_a_reader_a_partial_iso(store_url: str, tmp_path: Pat
     for vm in vms:
         store.put(vm, spec(vm, 0, padding=150_000))  # big ISOs: a long window for a torn write
     stop = tmp_path / "stop-reader"
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(out), str(stop)],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    reader = start_reader(out, stop)
     rng = random.Random(9)
     log = tmp_path / "watch.log"
     try:
@@ -382,12 +387,7 @@ def test_kill_9_during_a_full_sync_leaves_only_complete_images(store_url: str, t
     for vm in vms:
         store.put(vm, spec(vm, 0, padding))
     stop = tmp_path / "stop-reader"
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, str(out), str(stop)],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    reader = start_reader(out, stop)
     rng = random.Random(11)
     killed_in_sync = 0
     try:
