@@ -76,23 +76,9 @@ class AddressIndex:
         self.discard(vm_id)
         self._claims[vm_id] = claims
         for address in claims.addresses:
-            owners = self._by_address.setdefault(address, set())
-            owners.add(vm_id)
-            if len(owners) == 2:
-                log.warning(
-                    "address %s is claimed by %s: answering 404 to it until one of them gives it up",
-                    address,
-                    " and ".join(sorted(owners)),
-                )
+            _claim(self._by_address, address, vm_id, f"address {address}", " until one of them gives it up")
         for iid in claims.interface_ids:
-            owners = self._by_iid.setdefault(iid, set())
-            owners.add(vm_id)
-            if len(owners) == 2:
-                log.warning(
-                    "MAC-derived interface id %s is claimed by %s: answering 404 to it",
-                    _iid_text(iid),
-                    " and ".join(sorted(owners)),
-                )
+            _claim(self._by_iid, iid, vm_id, f"MAC-derived interface id {_iid_text(iid)}")
 
     def discard(self, vm_id: str) -> None:
         """Forget ``vm_id``'s claims."""
@@ -134,3 +120,11 @@ def _release(table: dict[K, set[str]], key: K, vm_id: str) -> None:
 
 def _iid_text(iid: int) -> str:
     return str(ipaddress.IPv6Address(iid)).removeprefix("::")
+
+
+def _claim(owners_of: dict[K, set[str]], key: K, vm_id: str, what: str, until: str = "") -> None:
+    """Record that ``vm_id`` claims ``key``; log once when a second VM makes it contested."""
+    owners = owners_of.setdefault(key, set())
+    owners.add(vm_id)
+    if len(owners) == 2:
+        log.warning("%s is claimed by %s: answering 404 to it%s", what, " and ".join(sorted(owners)), until)
