@@ -111,14 +111,20 @@ def verdicts(fmt: Format, old: Mapping[str, str], new: Mapping[str, Any]) -> lis
     ``summary`` of the seed it had, ``new`` the ``fmt.fields`` view of the seed it gets."""
     changed = changed_fields(old, summary(new))
     new_id = "instance_id" in changed and fmt.fixed_instance_id is None
-    network_every_boot = "boot" in _network_update_events(new.get("vendor_data")) | _network_update_events(
-        new.get("user_data")
-    )
+    user, vendor = new.get("user_data"), new.get("vendor_data")
+    network_every_boot = "boot" in _network_update_events(_merged(user, vendor, "updates"))
     out = []
     for name in changed:
         rule = RULES.get(name) or RULES[name.partition(".")[0]]
         applies, why = rule.same_id, rule.why
-        if name == "instance_id" and fmt.fixed_instance_id is not None:
+        key = name.partition(".")[2]
+        if name.startswith("vendor_data.") and _replaced_by_user_data(user, vendor, key):
+            applies, why = (
+                "never",
+                f"the user data has its own {key!r}, which replaces the vendor data's: cloud-init "
+                "merges vendor data under user data key by key",
+            )
+        elif name == "instance_id" and fmt.fixed_instance_id is not None:
             applies, why = (
                 "never",
                 (
@@ -142,9 +148,38 @@ def verdicts(fmt: Format, old: Mapping[str, str], new: Mapping[str, Any]) -> lis
     return out
 
 
+def _replaced_by_user_data(user: Any, vendor: Any, key: str) -> bool:
+    """Whether the user data's cloud-config replaces the vendor data's ``key``. cloud-init 22.4
+    merges the two cloud-configs user data first (``mergemanydict``, no merge_how): a key both
+    have keeps the user data's value, except that two mappings are merged key by key."""
+    if not (isinstance(user, dict) and isinstance(vendor, dict) and key in user and key in vendor):
+        return False
+    return not (isinstance(user[key], dict) and isinstance(vendor[key], dict))
+
+
+def _merged(user: Any, vendor: Any, key: str) -> Any:
+    """The value of cloud-config ``key`` after cloud-init merged vendor data under user data."""
+    if _replaced_by_user_data(user, vendor, key):
+        return user[key]
+    values = [p[key] for p in (user, vendor) if isinstance(p, dict) and isinstance(p.get(key), dict)]
+    if len(values) == 2:
+        return _merge_mappings(values[0], values[1])
+    return values[0] if values else None
+
+
+def _merge_mappings(first: dict[Any, Any], second: dict[Any, Any]) -> dict[Any, Any]:
+    """Two mappings merged as cloud-init's default merger does: ``first`` wins, mappings recurse."""
+    out = dict(second)
+    for key, value in first.items():
+        other = out.get(key)
+        out[key] = _merge_mappings(value, other) if isinstance(value, dict) and isinstance(other, dict) else value
+    return out
+
+
 def _network_update_events(payload: Any) -> set[str]:
-    """The events of a cloud-config's ``updates.network.when``, if the payload is one."""
+    """The events of an ``updates`` mapping's ``network.when``."""
     if not isinstance(payload, dict):
         return set()
-    when = ((payload.get("updates") or {}).get("network") or {}).get("when") or []
+    network = payload.get("network")
+    when = (network.get("when") if isinstance(network, dict) else None) or []
     return {str(event) for event in when} if isinstance(when, list) else set()

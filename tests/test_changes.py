@@ -86,6 +86,34 @@ def test_network_change_waits_for_a_new_instance_unless_asked_every_boot(fmt: st
     assert got["network"] == "next-boot"
 
 
+@pytest.mark.parametrize("fmt", COMPARABLE)
+def test_a_vendor_key_the_user_data_also_has_is_never_applied(fmt: str) -> None:
+    """cloud-init merges vendor data under user data: a vendor ``runcmd`` loses to the user's,
+    even for a new instance; two mappings merge key by key, so a vendor mapping still counts."""
+    user = {"runcmd": [["echo", "user"]], "apt": {"preserve_sources_list": True}}
+    old = _changed(user_data=user, vendor_data={"runcmd": [["echo", "v1"]], "apt": {"conf": "a"}})
+    new = _changed(user_data=user, vendor_data={"runcmd": [["echo", "v2"]], "apt": {"conf": "b"}})
+    form = FORMATS[fmt]
+    got = {v.field: v.applies for v in verdicts(form, summary(_fields(old, fmt)), _fields(new, fmt))}
+    assert got == {"vendor_data.runcmd": "never", "vendor_data.apt": "new-instance"}
+    # without the user's runcmd the vendor's runs, as any vendor data does
+    user_without = {k: v for k, v in EXAMPLE["user_data"].items() if k != "runcmd"}
+    alone = _changed(user_data=user_without, vendor_data={"runcmd": [["echo", "v2"]]})
+    got = {v.field: v.applies for v in verdicts(form, summary(_fields(old, fmt)), _fields(alone, fmt))}
+    assert got["vendor_data.runcmd"] == "new-instance"
+
+
+@pytest.mark.parametrize("fmt", [f for f in COMPARABLE if takes_network_updates(f)])
+def test_user_data_updates_override_the_vendor_network_policy(fmt: str) -> None:
+    network = copy.deepcopy(EXAMPLE["network"])
+    next(iter(network["ethernets"].values()))["mtu"] = 1400
+    vendor = {"updates": {"network": {"when": ["boot"]}}}
+    user_never = dict(EXAMPLE["user_data"], updates={"network": {"when": []}})
+    assert _verdicts(fmt, _changed(network=network, vendor_data=vendor))["network"] == "next-boot"
+    got = _verdicts(fmt, _changed(network=network, vendor_data=vendor, user_data=user_never))
+    assert got["network"] == "new-instance"
+
+
 def test_a_fixed_instance_id_never_reruns_per_instance_config() -> None:
     fixed = next((f for f in FORMATS.values() if f.fixed_instance_id), None)
     if fixed is None:
