@@ -56,14 +56,20 @@ REPORT_PATHS = (
     "/var/tmp/cd/runcmd.log",
     "/var/tmp/cd/script-part.log",
     "/var/tmp/cd/vendor.txt",
+    "/var/tmp/cd/vendor-runcmd.log",
     "/etc/configdrive-test/motd.txt",
     "/etc/configdrive-test/nested/dir/data.json",
+    "/run/cloud-init/instance-data.json",
 )
 NETWORK_EVERY_BOOT = {"network": {"when": ["boot"]}}
-FILES = [
-    {"path": "/etc/configdrive-test/motd.txt", "content": "hello from config-2 files\n"},
-    {"path": "/etc/configdrive-test/nested/dir/data.json", "content": '{"answer": 42}\n'},
-]
+
+
+def files(label: str) -> list[dict[str, str]]:
+    """config-2 injected files, their content naming the step that wrote them."""
+    return [
+        {"path": "/etc/configdrive-test/motd.txt", "content": f"hello from config-2 files, {label}\n"},
+        {"path": "/etc/configdrive-test/nested/dir/data.json", "content": f'{{"step": "{label}"}}\n'},
+    ]
 
 
 @dataclass(frozen=True)
@@ -111,10 +117,12 @@ echo "script part {label}" >> /var/tmp/cd/script-part.log
 
 
 def vendor_data(label: str) -> dict[str, Any]:
-    """Vendor cloud-config. It uses a key user-data does not: cloud-init merges vendor-data
-    under user-data key by key, so a vendor ``runcmd`` would be replaced by the user's."""
+    """Vendor cloud-config: ``write_files``, a key user-data does not have, and a ``runcmd``,
+    which it has: cloud-init merges vendor-data under user-data key by key, so the vendor's
+    ``runcmd`` never runs (`configdrive diff` says "never")."""
     return {
         "write_files": [{"path": "/var/tmp/cd/vendor.txt", "content": f"vendor {label}\n"}],
+        "runcmd": [f"echo 'vendor runcmd {label}' >> /var/tmp/cd/vendor-runcmd.log"],
     }
 
 
@@ -127,6 +135,8 @@ def lifecycle_spec(
         "hostname": hostname,
         "fqdn": f"{hostname}.example.test",
         "ssh_authorized_keys": key_list,
+        "availability_zone": f"zone-{label}",
+        "meta": {"step": label},
         "user_data_parts": user_data_parts(label),
         "vendor_data": vendor_data(label),
         "network": {
@@ -144,7 +154,7 @@ def lifecycle_spec(
         },
     }
     if fmt == "configdrive":
-        spec["files"] = FILES
+        spec["files"] = files(label)
     return spec
 
 
@@ -222,6 +232,10 @@ def predicted(old_seed: Path, new_seed: Path) -> dict[str, str]:
     )
     assert result.returncode == 1, result.stderr
     return {v["field"]: v["applies"] for v in json.loads(result.stdout)}
+
+
+#: The lifecycle's boots, in order (``Lifecycle.boots``).
+STEPS = ("first", "same_iid", "new_iid", "net_policy")
 
 
 @dataclass
@@ -423,11 +437,39 @@ def test_vendor_data_and_user_data_both_apply(lifecycle: Lifecycle) -> None:
     assert lines(report, "/var/tmp/cd/runcmd.log") == ["runcmd first"]
 
 
-def test_config_drive_files_land(lifecycle: Lifecycle) -> None:
+def test_config_drive_files_are_written_once_per_instance(lifecycle: Lifecycle) -> None:
+    """The ``files`` row (new-instance): written at the first boot, not rewritten with the same
+    instance id, rewritten with a new one."""
     if lifecycle.fmt != "configdrive":
         pytest.skip("config-drive only: NoCloud has no injected files")
-    for entry in FILES:
-        assert file_text(lifecycle.first.report, entry["path"]) == entry["content"]
+    written = {"first": "first", "same_iid": "first", "new_iid": "new_iid", "net_policy": "new_iid"}
+    for step, boot in zip(STEPS, lifecycle.boots(), strict=True):
+        for entry in files(written[step]):
+            assert file_text(boot.report, entry["path"]) == entry["content"], step
+
+
+def instance_data(boot: Boot) -> dict[str, Any]:
+    text = file_text(boot.report, "/run/cloud-init/instance-data.json")
+    assert text is not None, "no /run/cloud-init/instance-data.json"
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def test_meta_and_availability_zone_are_only_recorded(lifecycle: Lifecycle) -> None:
+    """The ``meta`` and ``availability_zone`` rows (never): cloud-init reads the new values on
+    every boot into its instance data and applies nothing from them."""
+    for step, boot in zip(STEPS, lifecycle.boots(), strict=True):
+        data = instance_data(boot)
+        assert data["v1"]["availability_zone"] == f"zone-{step}", step
+        assert data["ds"]["meta_data"]["meta"] == {"step": step}, step
+
+
+def test_a_vendor_runcmd_loses_to_the_user_runcmd(lifecycle: Lifecycle) -> None:
+    """A vendor cloud-config key the user data also has (``runcmd``) never runs, not even for a
+    new instance, while the vendor's other keys (``write_files``) do."""
+    for boot in lifecycle.boots():
+        assert file_text(boot.report, "/var/tmp/cd/vendor-runcmd.log") is None, boot.name
+    assert lines(lifecycle.new_iid.report, "/var/tmp/cd/vendor.txt") == ["vendor new_iid"]
 
 
 # --- reboots -----------------------------------------------------------------------------------
@@ -487,13 +529,17 @@ def test_reboot_with_the_network_policy_applies_what_diff_predicted(lifecycle: L
     before, after = lifecycle.new_iid.report, lifecycle.net_policy.report
     every_boot = takes_network_updates(lifecycle.fmt)
     assert lifecycle.predicted == {
+        "availability_zone": "never",
         "hostname": "next-boot",
+        "meta": "never",
         "network": "next-boot" if every_boot else "new-instance",
         "ssh_authorized_keys": "new-instance",
         "user_data": "new-instance",  # the shell-script part
         "user_data.bootcmd": "next-boot",
         "user_data.runcmd": "new-instance",
+        "vendor_data.runcmd": "never",
         "vendor_data.write_files": "new-instance",
+        **({"files": "new-instance"} if lifecycle.fmt == "configdrive" else {}),
     }
     assert after["instance_id"] == before["instance_id"] and after["host_keys"] == before["host_keys"]
     # next-boot: hostname, network, bootcmd
