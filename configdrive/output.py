@@ -1,6 +1,9 @@
 """Atomic, private writes: never through a symlink, never over a device, FIFO, socket or folder.
 
-Temp file in the same folder, fsync, rename, fsync the folder; mode 0600. Seeds hold user-data
+Temp file in the same folder, fsync, rename, fsync the folder; mode 0600. Many files at once
+(``write_files``, and the watcher's image folder through the same ``stage_at``/``commit_at``):
+every temp file of a batch is written first, then each is made durable and renamed, then the
+folder is synced once, instead of a folder sync per file. Seeds hold user-data
 and keys, so every file we write is readable by its owner only, and a reader never sees a
 half-written file: it sees the complete old one or the complete new one.
 Only a missing path or a regular file is ever replaced: a rename over a device, FIFO or socket
@@ -14,6 +17,7 @@ import fnmatch
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from configdrive.errors import OutputError
@@ -23,6 +27,12 @@ from configdrive.model import FileTree
 FILE_MODE = 0o600
 #: Mode of every folder configdrive creates.
 FOLDER_MODE = 0o700
+#: Files ``write_files`` writes before it makes them durable and renames them: one folder sync
+#: per this many files, and at most this many temp files left to clean up after a crash.
+BATCH = 500
+
+#: inode, size, mtime_ns of a file as written: "the very file we wrote".
+Signature = tuple[int, int, int]
 
 _KINDS = (
     (stat.S_ISDIR, "folder"),
@@ -55,6 +65,110 @@ def write_file(
         _write_at(dir_fd, target.name, data, mode, str(target), mtime_ns)
     finally:
         os.close(dir_fd)
+
+
+def write_files(
+    folder: str | os.PathLike[str], files: Iterable[tuple[str, bytes]], mode: int = FILE_MODE, *, batch: int = BATCH
+) -> int:
+    """Write each ``(name, data)`` of ``files`` to ``folder/name`` atomically and durably, as
+    ``write_file`` does each, but in batches of ``batch``: every temp file of a batch is written,
+    then each is fsynced and renamed over its name, then the folder is synced once. ``files`` is
+    consumed lazily (a generator of built images is held a batch at a time, not whole); returns
+    the number of files written. After a crash every name holds its complete old or complete new
+    contents (``remove_stale_temps`` removes the temp files left). Raises OutputError at the
+    first failure: the files of earlier batches and those of this batch renamed before the
+    failure are in place and durable, the rest of the batch is discarded and nothing after it is
+    written. A name given twice in one batch gets its last contents."""
+    root = Path(folder)
+    try:
+        dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        raise OutputError(f"cannot create a file in {root}: {err.strerror}", str(root)) from err
+    written = 0
+    staged: list[tuple[str, str]] = []  # (name, temp)
+    try:
+        for name, data in files:
+            staged.append((name, stage_at(dir_fd, name, data, str(root / name), mode)))
+            if len(staged) >= max(1, batch):
+                written += _commit_all(dir_fd, root, staged)
+                staged = []
+        written += _commit_all(dir_fd, root, staged)
+        staged = []
+    finally:
+        for _name, temp in staged:  # a failure while staging: drop what this batch wrote
+            _discard(dir_fd, temp)
+        os.close(dir_fd)
+    return written
+
+
+def _commit_all(dir_fd: int, root: Path, staged: list[tuple[str, str]]) -> int:
+    """``commit_at`` for each staged file, then one folder sync (also after a failure, for the
+    files renamed before it); the temp files not renamed are discarded."""
+    done = 0
+    try:
+        for name, temp in staged:
+            commit_at(dir_fd, temp, name, str(root / name))
+            done += 1
+    except BaseException:
+        for _name, temp in staged[done + 1 :]:
+            _discard(dir_fd, temp)
+        if done:
+            sync_folder(dir_fd, str(root))
+        raise
+    finally:
+        staged.clear()
+    if done:
+        sync_folder(dir_fd, str(root))
+    return done
+
+
+def stage_at(dir_fd: int, name: str, data: bytes, shown: str, mode: int = FILE_MODE) -> str:
+    """The first half of a batched write: ``data`` in a new temp file beside ``name`` in the folder
+    open as ``dir_fd`` (mode ``mode``, not yet durable, not renamed); returns the temp file's name.
+    Refuses, writing nothing, when ``name`` is a symlink, folder, device, FIFO or socket."""
+    _check_name(name, shown)
+    _refuse_unless_regular(name, dir_fd, shown)
+    temp, fd = create_temp(dir_fd, name, shown)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), mode)
+    except BaseException as err:
+        _discard(dir_fd, temp)
+        if isinstance(err, OSError):
+            raise OutputError(f"write failed: {err.strerror}", shown) from err
+        raise
+    return temp
+
+
+def commit_at(dir_fd: int, temp: str, name: str, shown: str) -> Signature:
+    """The second half: fsync the temp file ``temp``, rename it over ``name`` (checked again: only
+    a missing name or a regular file is replaced) and return the new file's signature. The temp
+    file is discarded when this fails. The rename is durable only after ``sync_folder``."""
+    try:
+        fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.fsync(fd)
+            info = os.fstat(fd)
+        finally:
+            os.close(fd)
+        # Again just before the rename: the target may have changed since the temp was written.
+        _refuse_unless_regular(name, dir_fd, shown)
+        os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException as err:
+        _discard(dir_fd, temp)
+        if isinstance(err, OSError):
+            raise OutputError(f"write failed: {err.strerror}", shown) from err
+        raise
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def sync_folder(dir_fd: int, shown: str) -> None:
+    """fsync the folder open as ``dir_fd``: makes the renames in it durable."""
+    try:
+        os.fsync(dir_fd)
+    except OSError as err:
+        raise OutputError(f"written, but syncing the folder failed: {err.strerror}", shown) from err
 
 
 def write_tree(folder: str | os.PathLike[str], tree: FileTree) -> None:

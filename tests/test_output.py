@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from configdrive import OutputError
-from configdrive.output import check_target, remove_file, remove_stale_temps, write_file, write_tree
+from configdrive.output import check_target, remove_file, remove_stale_temps, write_file, write_files, write_tree
 
 SPECIAL_KINDS = ("fifo", "char-device", "socket", "folder", "symlink")
 
@@ -183,3 +183,35 @@ def test_remove_stale_temps_removes_what_an_interrupted_write_left(
     [left] = [name for name in os.listdir(tmp_path) if name.startswith(".vm1.iso.")]
     assert remove_stale_temps(tmp_path, "*.iso") == [left]
     assert sorted(os.listdir(tmp_path)) == [".keep.tmp", "vm1.iso"]
+
+
+def test_write_files_writes_every_file_in_batches_with_one_folder_sync_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "f03").write_bytes(b"old")
+    folder_syncs = []
+    fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            folder_syncs.append(fd)
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    files = ((f"f{i:02d}", f"data {i}".encode()) for i in range(7))
+    assert write_files(tmp_path, files, batch=3) == 7
+    assert len(folder_syncs) == 3  # batches of 3, 3 and 1
+    assert sorted(os.listdir(tmp_path)) == [f"f{i:02d}" for i in range(7)]
+    assert (tmp_path / "f03").read_bytes() == b"data 3"
+    assert stat.S_IMODE((tmp_path / "f05").stat().st_mode) == 0o600
+
+
+def test_write_files_stops_at_a_special_file_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    make_special(tmp_path / "b", "fifo")
+    with pytest.raises(OutputError, match="FIFO"):
+        write_files(tmp_path, [("a", b"1"), ("b", b"2"), ("c", b"3")], batch=10)
+    # Nothing of the failing batch was renamed; no temp file is left.
+    assert sorted(os.listdir(tmp_path)) == ["b"]
+    with pytest.raises(OutputError, match="not a file name"):
+        write_files(tmp_path, [("../escape", b"x")])
+    assert not (tmp_path.parent / "escape").exists()

@@ -25,7 +25,15 @@ from typing import Any, Protocol
 
 from configdrive.errors import ConfigDriveError, InputError, OutputError
 from configdrive.inputs import read_regular_file
-from configdrive.output import FILE_MODE, check_target, create_temp, remove_file, remove_stale_temps, write_file
+from configdrive.output import (
+    Signature,
+    commit_at,
+    remove_file,
+    remove_stale_temps,
+    stage_at,
+    sync_folder,
+    write_file,
+)
 from configdrive.seed import Seed
 from configdrive.sinks import Sink
 from configdrive.stores import VM_ID
@@ -51,8 +59,6 @@ CHUNK = 500
 #: New write failures logged one by one per pass before the rest are only counted (a folder that
 #: cannot be written fails every VM at once).
 SHOWN = 3
-
-Signature = tuple[int, int, int]  # inode, size, mtime_ns: "the very file we wrote"
 
 
 class ImageListener(Protocol):
@@ -250,18 +256,10 @@ class ImageDirSink(Sink):
         """Write ``seed``'s image to a temp file beside its name (not yet durable, not renamed)."""
         path = self.path(vm_id)
         try:
-            check_target(path)  # a FIFO, folder or device in the way: refuse before any work
-            data = seed.image
             dir_fd = os.open(self.out_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                temp, fd = create_temp(dir_fd, path.name, str(path))
-                try:
-                    with os.fdopen(fd, "wb") as handle:
-                        handle.write(data)
-                        os.fchmod(handle.fileno(), FILE_MODE)
-                except OSError:
-                    _discard(dir_fd, temp)
-                    raise
+                # Refuses a FIFO, folder or device in the way before writing anything.
+                temp = stage_at(dir_fd, path.name, seed.image, str(path))
             finally:
                 os.close(dir_fd)
         except OSError as err:
@@ -275,8 +273,9 @@ class ImageDirSink(Sink):
 
     def _commit(self, one_by_one: bool = False) -> None:
         """Make the batch's temp files durable, rename each over its image, sync the folder once,
-        then record and announce them. The durability pass fsyncs each temp file after all were
-        written, so the file system writes them out together (CPython has no ``os.syncfs``)."""
+        then record and announce them (``configdrive.output``'s batched write, as
+        ``write_files``). Each temp file is fsynced after all were written, so the file system
+        writes them out together (CPython has no ``os.syncfs``)."""
         batch, self._staged = self._staged, []
         if not batch:
             self._end_pass()
@@ -299,31 +298,15 @@ class ImageDirSink(Sink):
             for staged in batch:
                 path = self.path(staged.vm_id)
                 try:
-                    staged.file = _fsync_at(dir_fd, staged.temp)
-                    # Again just before the rename: the target may have changed meanwhile.
-                    check_target(path)
-                    os.replace(staged.temp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                except (OSError, ConfigDriveError) as err:
-                    _discard(dir_fd, staged.temp)
-                    self._failed(
-                        staged.vm_id,
-                        staged.seed,
-                        staged.input,
-                        err
-                        if isinstance(err, ConfigDriveError)
-                        else OutputError(f"write failed: {err.strerror}", str(path)),
-                    )
+                    staged.file = commit_at(dir_fd, staged.temp, path.name, str(path))
+                except ConfigDriveError as err:  # the temp file is gone
+                    self._failed(staged.vm_id, staged.seed, staged.input, err)
                     continue
                 renamed.append(staged)
             try:
-                os.fsync(dir_fd)
-            except OSError as err:
-                log.error(
-                    "renamed %d image(s) in %s, but syncing the folder failed: %s",
-                    len(renamed),
-                    self.out_dir,
-                    err.strerror,
-                )
+                sync_folder(dir_fd, str(self.out_dir))
+            except ConfigDriveError as err:
+                log.error("renamed %d image(s) in %s, but %s", len(renamed), self.out_dir, err)
         finally:
             os.close(dir_fd)
         entries = self._state()
@@ -467,21 +450,3 @@ def _signature(path: Path) -> Signature | None:
     if not stat.S_ISREG(info.st_mode):
         return None
     return info.st_ino, info.st_size, info.st_mtime_ns
-
-
-def _fsync_at(dir_fd: int, name: str) -> Signature:
-    """fsync the temp file ``name`` (opened again: its writer is closed) and return its signature."""
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        os.fsync(fd)
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    return info.st_ino, info.st_size, info.st_mtime_ns
-
-
-def _discard(dir_fd: int, temp: str) -> None:
-    try:
-        os.unlink(temp, dir_fd=dir_fd)
-    except OSError:
-        pass
