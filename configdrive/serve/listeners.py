@@ -10,6 +10,10 @@ from configdrive.errors import ServeError
 
 #: Linux's IP_FREEBIND (Python names it only from 3.12 on); IPv6 sockets honour it too.
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+#: Listen backlog of every listener (TCP and per-VM sockets): a boot storm opens many
+#: connections at once. asyncio listens again with its own ``backlog`` (default 100) when it
+#: starts serving a socket, so pass this to ``create_server``/``create_unix_server`` too.
+BACKLOG = 1024
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -35,7 +39,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def bind_tcp(value: str, backlog: int = 1024) -> socket.socket:
+def bind_tcp(value: str, backlog: int = BACKLOG) -> socket.socket:
     """A listening TCP socket for a ``--listen`` value.
 
     IPv6 sockets are IPv6-only (list ``0.0.0.0:PORT`` as well for IPv4); the address may be one

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterable, Sequence
 
 from configdrive.errors import ConfigDriveError
-from configdrive.serve.listeners import bind_tcp
+from configdrive.serve.listeners import BACKLOG, bind_tcp
 from configdrive.serve.registry import MetadataTables
 from configdrive.serve.server import DEFAULT_LIMITS, Limits, MetadataServer
 from configdrive.serve.socketdir import SocketDir
@@ -76,7 +76,7 @@ class MetadataService:
     async def _accept(self) -> None:
         loop = asyncio.get_running_loop()
         for sock in self._bound:
-            self._listeners.append(await loop.create_server(self.server, sock=sock))
+            self._listeners.append(await loop.create_server(self.server, sock=sock, backlog=BACKLOG))
         if self._bound:
             log.info("serving metadata on %s", ", ".join(map(_where, self.addresses)))
         self._bound = []

@@ -18,6 +18,7 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from configdrive.serve.listeners import BACKLOG
 from configdrive.stores import VM_ID
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class SocketDir:
         try:
             sock.bind(os.fspath(temp))
             os.chmod(temp, self.mode)
-            sock.listen(1024)  # as the TCP listeners: a boot storm opens many connections at once
+            sock.listen(BACKLOG)
             sock.setblocking(False)
             inode = os.stat(temp).st_ino
             os.rename(temp, final)
@@ -110,7 +111,9 @@ class SocketDir:
             self._unlink(temp, None)
             log.error("%s: cannot create %s: %s", vm_id, final, err.strerror)
             return
-        server = await asyncio.get_running_loop().create_unix_server(lambda: self._protocol(vm_id), sock=sock)
+        server = await asyncio.get_running_loop().create_unix_server(
+            lambda: self._protocol(vm_id), sock=sock, backlog=BACKLOG
+        )
         self._servers[vm_id] = (server, inode)
         log.debug("%s: listening on %s", vm_id, final)
 

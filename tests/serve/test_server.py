@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from configdrive.serve.listeners import BACKLOG
 from configdrive.serve.server import Limits
 from tests.serve.conftest import RunningService, connect, data, get, read_all, request, seeds, start_service
 
@@ -338,6 +340,27 @@ def test_connection_limit(tmp_path: Path) -> None:
         assert get(served.port, META)[0] == 200
     finally:
         stop()
+
+
+def _listen_backlogs(*ss_args: str) -> dict[str, int]:
+    """Listening sockets ``ss`` selects: local address -> backlog (the Send-Q column)."""
+    out = subprocess.run(["ss", "-Hln", *ss_args], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for words in map(str.split, out.splitlines()):
+        if "LISTEN" in words:  # a Netid column comes first when ss lists more than one kind
+            state = words.index("LISTEN")
+            found[words[state + 3]] = int(words[state + 2])
+    return found
+
+
+def test_listeners_keep_their_backlog(running: RunningService) -> None:
+    """asyncio listens again with its own backlog (100) when it starts serving a socket; a boot
+    storm overflowing it makes connects to a VM's socket fail (EAGAIN, then EINVAL on recv)."""
+    assert _listen_backlogs("-t", "sport", "=", f":{running.port}") == {f"127.0.0.1:{running.port}": BACKLOG}
+    # a VM's socket is bound under a temporary name, then renamed: ss shows the bound name
+    ours = {k: v for k, v in _listen_backlogs("-x").items() if k.startswith(str(running.socket_dir))}
+    assert len(ours) == len(list(running.socket_dir.glob("*.sock"))) >= 2
+    assert set(ours.values()) == {BACKLOG}
 
 
 def test_a_thousand_concurrent_connections(running: RunningService) -> None:
