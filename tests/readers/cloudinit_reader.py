@@ -1,20 +1,25 @@
 """Read an extracted seed with cloud-init's own datasource code; print what it found as JSON.
 
-Runs under Debian's /usr/bin/python3, where the `cloud-init` package lives:
+Runs under Debian's /usr/bin/python3, with the `cloud-init` package's code (22.4) or another
+version's unpacked code on PYTHONPATH (tests/readers/cloudinit_versions.py):
     cloudinit_reader.py nocloud|configdrive|opennebula SEED_DIR [MAC=NAME ...]
 
 MAC=NAME pairs are the VM's NICs: config-2 and OpenNebula readers would otherwise look at this
 host's NICs. The OpenNebula reader runs context.sh through `sudo -u nobody bash -e`, as in a guest.
+The network config found then goes through what the guest's init stage does with it: the schema
+check (25.1's stages.py), then the eni, netplan and networkd renderers (as `cloud-init devel
+net-convert` runs them). Every log record at WARNING, DEPRECATED (35) or above is in "log".
 """
 
 import base64
 import json
+import logging
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from cloudinit import distros, helpers
+from cloudinit import distros, helpers, version
 from cloudinit.sources import DataSourceConfigDrive, DataSourceNoCloud, DataSourceOpenNebula
 from cloudinit.sources.helpers import openstack
 
@@ -25,7 +30,27 @@ def _text(value):
     return value
 
 
+class _Records(logging.Handler):
+    """Keeps what the guest's cloud-init.log would show at WARNING, DEPRECATED and above."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append({"level": record.levelname, "logger": record.name, "message": record.getMessage()})
+
+
 def main(fmt, seed, macs):
+    try:  # 25.1: DEPRECATED (35) exists once cloud-init defines it, as its own logging setup does
+        from cloudinit.log.loggers import define_extra_loggers
+
+        define_extra_loggers()
+    except ImportError:  # 22.4 has no such level
+        pass
+    records = _Records()
+    logging.getLogger().addHandler(records)
+    logging.getLogger().setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as cloud_dir:
         paths = helpers.Paths({"cloud_dir": cloud_dir, "run_dir": cloud_dir + "/run"})
         distro = distros.fetch("debian")("debian", {}, paths)
@@ -73,6 +98,12 @@ def main(fmt, seed, macs):
             result["version"] = ds.version
         if result["network_config"]:
             result["network_summary"] = summarize(result["network_config"])
+            result["schema_problems"] = validate(result["network_config"])
+            result["rendered"] = {
+                kind: render(result["network_config"], kind) for kind in ("eni", "netplan", "networkd")
+            }
+        result["cloud_init_version"] = version.version_string()
+        result["log"] = records.records
         print(json.dumps(result, default=_text, sort_keys=True))
 
 
@@ -125,6 +156,40 @@ def summarize(config):
         entry["routes"].sort()
         out[iface["name"]] = entry
     return {"interfaces": out, "dns": sorted(state.dns_nameservers)}
+
+
+def validate(config):
+    """Check the network config as 25.1's init stage does (stages.py: strict=False, no details,
+    deprecations logged), then once more strictly for the problems behind a warning. The host has
+    no netplan, so v2 is checked against cloud-init's own schema, as on an ifupdown guest.
+    Versions without a network schema (22.4) check nothing: None."""
+    from cloudinit.config import schema
+
+    if not hasattr(getattr(schema, "SchemaType", None), "NETWORK_CONFIG"):
+        return None
+    kind = schema.SchemaType.NETWORK_CONFIG
+    schema.validate_cloudconfig_schema(config=config, schema_type=kind, log_details=False, log_deprecations=True)
+    try:
+        schema.validate_cloudconfig_schema(config=config, schema_type=kind, strict=True)
+    except schema.SchemaValidationError as error:
+        return [[path, message] for path, message in error.schema_errors + error.schema_deprecations]
+    return []
+
+
+def render(config, kind):
+    """The files a renderer writes for this config, as `cloud-init devel net-convert -O KIND`."""
+    from cloudinit.net import eni, netplan, networkd
+    from cloudinit.net.network_state import parse_net_config_data
+
+    distro = distros.fetch("debian")("debian", {}, None)
+    renderer_config = distro.renderer_configs.get(kind, {})
+    if kind == "netplan":
+        renderer_config.update(postcmds=False, netplan_path=renderer_config["netplan_path"][1:])
+    renderer = {"eni": eni, "netplan": netplan, "networkd": networkd}[kind].Renderer(config=renderer_config)
+    state = parse_net_config_data(config, renderer=renderer)
+    with tempfile.TemporaryDirectory() as target:
+        renderer.render_network_state(network_state=state, target=target)
+        return {str(p.relative_to(target)): p.read_text() for p in sorted(Path(target).rglob("*")) if p.is_file()}
 
 
 def sources_unset():
