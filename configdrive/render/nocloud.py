@@ -7,7 +7,7 @@ from typing import Any
 from configdrive.errors import Problem
 from configdrive.model import FileTree, VMSpec
 from configdrive.render.format import Format
-from configdrive.render.network import field, render_netplan
+from configdrive.render.network import render_network_v1
 from configdrive.render.userdata import dump_yaml, payload_fields, render_payload, vendor_payload
 
 
@@ -17,18 +17,9 @@ def instance_id(spec: VMSpec) -> str:
 
 
 def problems(spec: VMSpec) -> list[Problem]:
-    """What NoCloud, as cloud-init 22.4's v2 parser reads it, cannot carry from this spec."""
-    problems = []
-    for iface in spec.network.interfaces if spec.network else ():
-        for j, route in enumerate(iface.routes):
-            if route.is_default and route.metric is not None:
-                problems.append(
-                    Problem(
-                        field(iface, f"routes[{j}]", "metric"),
-                        "nocloud: a default route is written as gateway4/gateway6, which carries no metric",
-                    )
-                )
-    return problems
+    """NoCloud carries every network the spec model allows (network config v1, see
+    ``configdrive.render.network``): nothing to refuse."""
+    return []
 
 
 def render(spec: VMSpec) -> FileTree:
@@ -53,7 +44,7 @@ def render(spec: VMSpec) -> FileTree:
     if vendor is not None:
         tree["vendor-data"] = vendor
     if spec.network:
-        tree["network-config"] = dump_yaml(render_netplan(spec.network))
+        tree["network-config"] = dump_yaml(render_network_v1(spec.network))
     return tree
 
 
@@ -78,7 +69,7 @@ def fields(tree: FileTree) -> dict[str, Any]:
 FORMAT = Format(
     name="nocloud",
     label="cidata",
-    help="NoCloud seed (label cidata): meta-data, user-data, vendor-data, network-config v2",
+    help="NoCloud seed (label cidata): meta-data, user-data, vendor-data, network-config v1",
     datasource="NoCloud",
     render=render,
     problems=problems,

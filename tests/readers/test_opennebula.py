@@ -7,6 +7,7 @@ sets: these tests prove each value arrives byte for byte and nothing in a value 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import shutil
@@ -17,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from configdrive import build_iso, load_spec, read_iso
+from configdrive import build_iso, load_spec, read_iso, render
 from configdrive.render.opennebula import INSTANCE_ID, context_variables, render_context
+from tests.readers.cloudinit_versions import VERSIONS, defects_seen, read_seed
 from tests.readers.test_readers import CLOUD_INIT_PYTHON, READER, _run
 
 pytestmark = pytest.mark.readers
@@ -106,6 +108,25 @@ def test_network_config_v2_one_stanza_per_nic_by_mac(tmp_path: Path) -> None:
     assert summary["ens4"]["dns"] == [] and summary["ens4"]["routes"] == []
     # No global DNS is written: a NIC gets only the servers the spec gives it.
     assert got["network_summary"]["dns"] == ["192.0.2.53", "2001:db8:1::53"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("gateways_and_mtu", [True, False], ids=["gateways-mtu", "plain"])
+def test_each_version_logs_only_its_known_defects(tmp_path: Path, version: str, gateways_and_mtu: bool) -> None:
+    """cloud-init writes the network config from context.sh itself: 25.1 deprecates the gateway4/6
+    it makes of ETHn_GATEWAY/ETHn_IP6_GATEWAY and refuses the MTU it leaves a string. Nothing else."""
+    spec = copy.deepcopy(STATIC_SPEC)
+    eth0 = spec["network"]["ethernets"]["eth0"]
+    if not gateways_and_mtu:
+        del eth0["routes"], eth0["mtu"]
+    (tmp_path / "context.sh").write_bytes(render(load_spec(spec), "opennebula")["context.sh"])
+    got = read_seed(version, "opennebula", tmp_path, [f"{MAC0}=ens3", f"{MAC1}=ens4"])
+    known = ["OpenNebula default gateways as gateway4/gateway6", "OpenNebula MTU as a string"]
+    assert sorted(defects_seen(got)) == (sorted(known) if version == "25.1" and gateways_and_mtu else [])
+    ens3 = got["network_summary"]["interfaces"]["ens3"]
+    assert ens3["addresses"] == eth0["addresses"]
+    assert ens3["routes"] == ([["0.0.0.0/0", "192.0.2.1"], ["::/0", "2001:db8:1::1"]] if gateways_and_mtu else [])
+    assert ens3["mtu"] in ((9000, "9000") if gateways_and_mtu else (None,))
 
 
 def test_a_nic_the_spec_does_not_name_gets_an_address_made_up_from_its_mac(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Network rendering: the cloud-init 22.4 pitfalls each format must avoid, and format limits."""
+"""Network rendering: the cloud-init 22.4 and 25.1 pitfalls each format must avoid, and format limits."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _spec(network: dict[str, Any]) -> Any:
     return load_spec({**BASE, "network": network})
 
 
-def _netplan(network: dict[str, Any]) -> Any:
+def _network_v1(network: dict[str, Any]) -> Any:
     return yaml.safe_load(render(_spec(network), "nocloud")["network-config"])
 
 
@@ -37,14 +37,18 @@ V6_ONLY = {
 }
 
 
-def test_nocloud_has_no_network_wrapper_and_default_route_is_gateway6() -> None:
-    doc = _netplan(V6_ONLY)
-    assert "network" not in doc and doc["version"] == 2
-    eth0 = doc["ethernets"]["eth0"]
-    assert eth0["gateway6"] == "2001:db8::1"
-    assert "routes" not in eth0  # cloud-init 22.4 turns ::/0 into ::/64 and rejects `default`
-    assert eth0["accept-ra"] is False
-    assert "dhcp4" not in eth0
+def test_nocloud_is_v1_without_wrapper_and_default_route_is_subnet_gateway() -> None:
+    doc = _network_v1(V6_ONLY)
+    assert "network" not in doc and doc["version"] == 1
+    (eth0,) = doc["config"]
+    assert eth0 == {
+        "type": "physical",
+        "name": "eth0",
+        "mac_address": "52:54:00:00:00:01",
+        "accept-ra": False,
+        # 22.4 turns a v2 `to: "::/0"` into ::/64 and refuses `default`; 25.1 deprecates gateway6.
+        "subnets": [{"type": "static6", "address": "2001:db8::5/64", "gateway": "2001:db8::1"}],
+    }
 
 
 def test_config2_default_route_is_all_zero_network() -> None:
@@ -56,20 +60,30 @@ def test_config2_default_route_is_all_zero_network() -> None:
     assert not [n for n in data["networks"] if n["type"].startswith("ipv4")]
 
 
-def test_bond_members_and_vlan_link_use_device_names_not_ids() -> None:
-    doc = _netplan(
-        {
-            "ethernets": {
-                "a": {"match": {"macaddress": "52:54:00:00:00:01"}, "set-name": "ens3"},
-                "b": {"match": {"macaddress": "52:54:00:00:00:02"}, "set-name": "ens4"},
-            },
-            "bonds": {"bond0": {"interfaces": ["a", "b"], "dhcp4": True}},
-            "vlans": {"v": {"id": 7, "link": "a", "dhcp4": True}},
-        }
-    )
-    assert set(doc["ethernets"]) == {"ens3", "ens4"}
-    assert doc["bonds"]["bond0"]["interfaces"] == ["ens3", "ens4"]
-    assert doc["vlans"]["v"]["link"] == "ens3"
+def test_bond_members_vlan_link_and_primary_use_device_names_not_ids() -> None:
+    network = {
+        "ethernets": {
+            "a": {"match": {"macaddress": "52:54:00:00:00:01"}, "set-name": "ens3"},
+            "b": {"match": {"macaddress": "52:54:00:00:00:02"}, "set-name": "ens4"},
+        },
+        "bonds": {
+            "bond0": {
+                "interfaces": ["a", "b"],
+                "parameters": {"mode": "active-backup", "primary": "b", "mii-monitor-interval": 100},
+                "dhcp4": True,
+            }
+        },
+        "vlans": {"v": {"id": 7, "link": "a", "dhcp4": True}},
+    }
+    devices = {d["name"]: d for d in _network_v1(network)["config"]}
+    assert [devices[n]["type"] for n in ("ens3", "ens4", "bond0", "v")] == ["physical", "physical", "bond", "vlan"]
+    assert devices["bond0"]["bond_interfaces"] == ["ens3", "ens4"]
+    # 25.1's v1 schema: bond-miimon an integer, the others strings.
+    assert devices["bond0"]["params"] == {"bond-mode": "active-backup", "bond-primary": "ens4", "bond-miimon": 100}
+    assert (devices["v"]["vlan_link"], devices["v"]["vlan_id"]) == ("ens3", 7)
+    links = _network_data({k: v for k, v in network.items() if k != "vlans"})["links"]
+    (bond,) = [link for link in links if link["type"] == "bond"]
+    assert (bond["bond_primary"], bond["bond_miimon"], bond["bond_links"]) == ("ens4", 100, ["ens3", "ens4"])
 
 
 def test_config2_requires_mac_and_names_the_field_and_format() -> None:
@@ -95,31 +109,38 @@ def test_config2_bond_and_vlan_names_must_match_what_cloud_init_gives() -> None:
     assert [p.path for p in info.value.problems] == ["network.bonds.mybond", "network.vlans.vlan9"]
 
 
-def test_nocloud_rejects_metric_on_default_route() -> None:
-    spec = _spec(
+def test_default_route_with_metric_is_a_v1_route_and_a_config2_route() -> None:
+    network = {
+        "ethernets": {
+            "e": {
+                "match": {"macaddress": "52:54:00:00:00:01"},
+                "addresses": ["192.0.2.2/24"],
+                "routes": [{"to": "default", "via": "192.0.2.1", "metric": 5}],
+            }
+        }
+    }
+    route = {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "192.0.2.1", "metric": 5}
+    (subnet,) = _network_v1(network)["config"][0]["subnets"]
+    assert "gateway" not in subnet and subnet["routes"] == [route]  # netmask, not `prefix: 0` (22.4: /24)
+    assert _network_data(network)["networks"][0]["routes"] == [route]
+
+
+def test_nocloud_dns_is_on_the_first_subnet_and_global() -> None:
+    doc = _network_v1(
         {
             "ethernets": {
-                "e": {"addresses": ["192.0.2.2/24"], "routes": [{"to": "default", "via": "192.0.2.1", "metric": 5}]}
+                "e": {
+                    "dhcp4": True,
+                    "addresses": ["2001:db8::5/64"],
+                    "nameservers": {"addresses": ["2001:db8::53"], "search": ["example.org"]},
+                }
             }
         }
     )
-    with pytest.raises(SpecError) as info:
-        render(spec, "nocloud")
-    assert [p.path for p in info.value.problems] == ["network.ethernets.e.routes[0].metric"]
-    assert (
-        _network_data(
-            {
-                "ethernets": {
-                    "e": {
-                        "match": {"macaddress": "52:54:00:00:00:01"},
-                        "addresses": ["192.0.2.2/24"],
-                        "routes": [{"to": "default", "via": "192.0.2.1", "metric": 5}],
-                    }
-                }
-            }
-        )["networks"][0]["routes"][0]["metric"]
-        == 5
-    )
+    dhcp, static = doc["config"][0]["subnets"]
+    assert dhcp == {"type": "dhcp4", "dns_nameservers": ["2001:db8::53"], "dns_search": ["example.org"]}
+    assert static == {"type": "static6", "address": "2001:db8::5/64"}
+    assert doc["config"][1] == {"type": "nameserver", "address": ["2001:db8::53"], "search": ["example.org"]}
 
 
 def test_config2_dhcp_and_slaac_networks_and_dns_services() -> None:
