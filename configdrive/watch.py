@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 POOL_THRESHOLD = 256
 #: Specs per task sent to a worker process.
 CHUNK = 16
+#: Tasks in flight per worker process during a full sync: enough that the workers keep building
+#: while the follower's thread waits on a sink (an image folder's durability pass takes a few
+#: hundred milliseconds per 500 images), few enough to bound the packed images held in memory
+#: (8 x 16 x ~72 KiB = 9 MiB per worker for NoCloud, ~4x that for a config drive).
+AHEAD = 8
 
 
 class Builder(Protocol):
@@ -340,7 +345,7 @@ class Follower:
             try:
                 for chunk in chunks:
                     window.append(pool.submit(build_chunk, self.build, chunk))
-                    if len(window) > 2 * self.jobs:
+                    if len(window) > AHEAD * self.jobs:
                         for outcome in window.popleft().result():
                             done += 1
                             yield outcome

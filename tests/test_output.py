@@ -215,3 +215,17 @@ def test_write_files_stops_at_a_special_file_and_leaves_no_temp_files(tmp_path: 
     with pytest.raises(OutputError, match="not a file name"):
         write_files(tmp_path, [("../escape", b"x")])
     assert not (tmp_path.parent / "escape").exists()
+
+
+def test_write_files_makes_a_large_batch_durable_with_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import configdrive.output as output
+
+    calls = []
+    sync_all = output.sync_all
+    monkeypatch.setattr(output, "sync_all", lambda fd: calls.append(fd) or sync_all(fd))
+    assert write_files(tmp_path, ((f"f{i:03d}", bytes([i])) for i in range(2 * output.SYNCFS_FROM)), batch=100) == 32
+    assert len(calls) == 1
+    assert [(tmp_path / f"f{i:03d}").read_bytes() for i in range(32)] == [bytes([i]) for i in range(32)]
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]

@@ -3,11 +3,12 @@
 Every image goes to a temp file beside its name and is renamed over it (mode 0600, never through
 a symlink, never over anything but a regular file), so a reader or a starting qemu sees the
 complete old image or the complete new one, even after kill -9. A full sync writes its temp
-files first (up to CHUNK of them), makes them durable in one pass, renames them all and syncs the
-folder once, instead of two syncs per image. An image is rewritten only when the seed's digest changes. A write that
-fails (permissions, a full disk, a FIFO or folder in the way) is retried with backoff until it
-succeeds, logged when its state changes. ``.configdrive-state.json`` remembers which input each
-image was built from and which file it was written to, so a restart rebuilds only what changed.
+files first (up to CHUNK of them), makes them durable in one pass (one syncfs), renames them all
+and syncs the folder once, instead of two syncs per image. An image is rewritten only when the
+seed's digest changes. A write that fails (permissions, a full disk, a FIFO or folder in the way)
+is retried with backoff until it succeeds, logged when its state changes.
+``.configdrive-state.json`` remembers which input each image was built from and which file it
+was written to, so a restart rebuilds only what changed.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from typing import Any, Protocol
 from configdrive.errors import ConfigDriveError, InputError, OutputError
 from configdrive.inputs import read_regular_file
 from configdrive.output import (
+    SYNCFS_FROM,
     Signature,
     commit_at,
     remove_file,
     remove_stale_temps,
     stage_at,
+    sync_all,
     sync_folder,
     write_file,
 )
@@ -274,8 +277,7 @@ class ImageDirSink(Sink):
     def _commit(self, one_by_one: bool = False) -> None:
         """Make the batch's temp files durable, rename each over its image, sync the folder once,
         then record and announce them (``configdrive.output``'s batched write, as
-        ``write_files``). Each temp file is fsynced after all were written, so the file system
-        writes them out together (CPython has no ``os.syncfs``)."""
+        ``write_files``): one syncfs for a batch of SYNCFS_FROM or more, else an fsync each."""
         batch, self._staged = self._staged, []
         if not batch:
             self._end_pass()
@@ -295,10 +297,11 @@ class ImageDirSink(Sink):
             return
         renamed: list[_Staged] = []
         try:
+            synced = len(batch) >= SYNCFS_FROM and sync_all(dir_fd)
             for staged in batch:
                 path = self.path(staged.vm_id)
                 try:
-                    staged.file = commit_at(dir_fd, staged.temp, path.name, str(path))
+                    staged.file = commit_at(dir_fd, staged.temp, path.name, str(path), synced=synced)
                 except ConfigDriveError as err:  # the temp file is gone
                     self._failed(staged.vm_id, staged.seed, staged.input, err)
                     continue
