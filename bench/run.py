@@ -593,6 +593,7 @@ def machine() -> dict[str, str]:
         if VENV_PYTHON.exists()
         else "not installed (run bench/setup.sh)",
         "hyperfine": out(["hyperfine", "--version"]),
+        "qemu running at the start (pids)": " ".join(out(["pgrep", "-f", "qemu-system"]).split()) or "none",
     }
 
 
