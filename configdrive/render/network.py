@@ -19,8 +19,8 @@ networkd renderers; tests/readers/test_network_versions.py; booted guests: ../sh
   line). Every interface's servers are also written as global ``nameserver`` entries, as 22.4 did
   with v2 and both versions do with config-2's ``dns`` services.
 - Known gaps, in cloud-init for both formats: the netplan renderer reads DNS and routes from
-  static subnets only, so a DHCP-only NIC's nameservers and routes through a DHCP subnet are not
-  in its netplan output; 25.1.4's v1 schema refuses ``accept-ra`` on a bond or VLAN (a WARNING,
+  static subnets only, so a NIC without a static address loses its nameservers and routes in
+  its netplan output; 25.1.4's v1 schema refuses ``accept-ra`` on a bond or VLAN (a WARNING,
   the network is still applied; canonical/cloud-init PR #6545, after 25.1.4). A static-IPv6 bond
   or VLAN keeps ``accept-ra: false`` all the same: without it a netplan guest takes SLAAC
   addresses and routes there (the eni renderer of both versions drops it on VLANs anyway).
@@ -106,17 +106,17 @@ _V1_TYPE = {"ethernet": "physical", "bond": "bond", "vlan": "vlan"}
 
 
 def _v1_subnets(iface: Interface) -> list[dict[str, Any]]:
-    """One subnet per DHCP/SLAAC mode and per address. A default route without a metric is the
+    """One subnet per DHCP mode and per address. A default route without a metric is the
     ``gateway`` of the static subnet that holds it; every other route hangs on the subnet whose
-    network holds its gateway, else on the DHCP/SLAAC subnet of its family, else the first one of
-    its family (a link-local gateway), else the first one."""
+    network holds its gateway, else on the DHCP subnet of its family, else the first one of its
+    family (a link-local gateway), else the first one."""
     subnets: list[dict[str, Any]] = []
     if iface.dhcp4:
         subnets.append({"type": "dhcp4"})
     if iface.dhcp6:
         subnets.append({"type": "dhcp6"})
-    elif accept_ra(iface) and not iface.ipv6_addresses:
-        subnets.append({"type": "ipv6_slaac"})
+    # SLAAC is the device's `accept-ra: true`, not an `ipv6_slaac` subnet: cloud-init's netplan
+    # renderer turns that subnet into `dhcp6: true`, a DHCPv6 wait where nothing answers.
     routes = list(iface.routes)
     for address in iface.addresses:
         ip = ipaddress.ip_interface(address)
@@ -129,7 +129,7 @@ def _v1_subnets(iface: Interface) -> list[dict[str, Any]]:
         family = [s for s in subnets if _v1_family(s) == route.version]
         held = [s for s in family if "address" in s and _on_link(route, ipaddress.ip_interface(s["address"]))]
         dynamic = [s for s in family if "address" not in s]
-        if not subnets:  # a route through a link-local gateway on an interface with no address
+        if not subnets:  # a route through a link-local or RA-learnt gateway, and no address
             subnets.append({"type": "manual"})
         (held or dynamic or family or subnets)[0].setdefault("routes", []).append(_route(route))
     if iface.nameservers and subnets:
@@ -142,7 +142,7 @@ def _v1_subnets(iface: Interface) -> list[dict[str, Any]]:
 
 
 def _v1_family(subnet: dict[str, Any]) -> int:
-    return 6 if subnet["type"] in ("static6", "dhcp6", "ipv6_slaac") else 4
+    return 6 if subnet["type"] in ("static6", "dhcp6") else 4
 
 
 def bond_parameters(iface: Interface, names: dict[str, str]) -> dict[str, Any]:
