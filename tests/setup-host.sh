@@ -45,7 +45,7 @@ if [ "$mode" = all ]; then
             'Identifier: Packages' | awk 'NR == 1')
         mirror="${mirror:-http://deb.debian.org/debian/}"
         work=$(mktemp -d)
-        trap 'rm -rf "$work"' EXIT
+        trap '$sudo rm -rf "$work"' EXIT
         mkdir -p "$work/lists/partial" "$work/archives/partial"
         echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" >"$work/sources.list"
         apt_opts=(-q -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=-
