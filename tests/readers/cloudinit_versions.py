@@ -97,6 +97,16 @@ KNOWN_DEFECTS: dict[str, KnownDefect] = {
         reference="cloud-init 25.1.4 DataSourceOpenNebula.py gen_conf passes ETHn_MTU on as a string, which its "
         "own v2 schema refuses (the MTU is applied); no upstream fix known",
     ),
+    # Seen in booted Debian 12 guests only (tests/vm/test_serve_boot.py): with a datasource found in
+    # the network stage (NoCloud-net) 22.4 renders the network again for the new instance and runs
+    # ifup on the NIC networking.service already brought up; nothing else happens (a seed drive's
+    # datasource is found in init-local and never does this).
+    "NoCloud-net ifup again": KnownDefect(
+        versions=("22.4",),
+        log=re.escape("Running ['ifup', 'eth0'] resulted in stderr output: ifup: interface eth0 already configured"),
+        problems=(),
+        reference="cloud-init 22.4 (Debian 12) with ifupdown; no upstream report found",
+    ),
 }
 
 

@@ -1,7 +1,10 @@
-"""The cached Debian 12 guest: find the host's Debian mirror, hash the recipe, build once.
+"""The cached guests, one per generation: find the host's Debian mirror, hash the recipe, build once.
 
-The image lives in ``${CONFIGDRIVE_VM_CACHE:-/var/cache/configdrive-vm}/<recipe hash>/`` and is
-rebuilt only when a file under ``tests/vm/guest/`` changes.
+A generation (:data:`GENERATIONS`) is a Debian suite with its package list and network stack:
+Debian 12 (cloud-init 22.4, ifupdown) and Debian 13 (cloud-init 25.1, netplan +
+systemd-networkd + systemd-resolved, as Debian's own cloud images). Each image lives in
+``${CONFIGDRIVE_VM_CACHE:-/var/cache/configdrive-vm}/<recipe hash>/`` and is rebuilt only when
+its generation record or a file under ``tests/vm/guest/`` changes.
 """
 
 from __future__ import annotations
@@ -16,9 +19,47 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GUEST_DIR = Path(__file__).parent / "guest"
-SUITE = "bookworm"
 STALE_AFTER = 2 * 86400.0
 APT_DIRS = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
+OS_RELEASE = Path("/etc/os-release")
+#: Installed in every generation (with --no-install-recommends).
+BASE_PACKAGES = (
+    "systemd-sysv", "udev", "dbus", "linux-image-amd64", "cloud-init", "iproute2",
+    "openssh-server", "sudo", "locales",
+    # cloud-init recommends it (growpart); without it cc_growpart has no resizer
+    "cloud-guest-utils",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One guest generation: what build-guest.sh installs and how the guest's network is run."""
+
+    name: str  # the boot names' and test ids' prefix
+    suite: str
+    cloud_init: str  # the cloud-init version the suite ships (major.minor)
+    network: str  # build-guest.sh NETWORK: "ifupdown" or "netplan"
+    packages: tuple[str, ...]
+
+
+DEBIAN12 = Generation(
+    "debian12", "bookworm", "22.4", "ifupdown",
+    BASE_PACKAGES + (
+        # ifupdown brings bonds and VLANs up only with ifenslave and vlan (else networking.service
+        # fails and cloud-init still reports success); config-2 routes need `route` (net-tools)
+        "isc-dhcp-client", "ifupdown", "net-tools", "ifenslave", "vlan",
+        # lets ifupdown's dns-nameservers/dns-search reach /etc/resolv.conf
+        "resolvconf",
+    ),
+)  # fmt: skip
+DEBIAN13 = Generation(
+    "debian13", "trixie", "25.1", "netplan",
+    # As Debian's cloud images: no ifupdown (with it cloud-init 25.1 picks the eni renderer, and
+    # a seed without network config hangs networking.service 5 min on DHCPv6, cloud-init#5380).
+    # systemd-networkd is part of trixie's systemd package.
+    BASE_PACKAGES + ("netplan.io", "systemd-resolved"),
+)  # fmt: skip
+GENERATIONS = {generation.name: generation for generation in (DEBIAN12, DEBIAN13)}
 
 
 @dataclass(frozen=True)
@@ -103,19 +144,33 @@ def _parse_deb822(text: str) -> list[AptSource]:
     return found
 
 
-def guest_sources(sources: list[AptSource], suite: str = SUITE) -> tuple[str, str]:
-    """The debootstrap mirror and a deb822 sources file for the guest, from the host's entries.
+def host_codename(os_release: Path = OS_RELEASE) -> str:
+    """The host's Debian codename (``VERSION_CODENAME``), "" when it has none."""
+    for line in os_release.read_text().splitlines() if os_release.is_file() else []:
+        key, _, value = line.partition("=")
+        if key == "VERSION_CODENAME":
+            return value.strip().strip("\"'")
+    return ""
 
-    Only entries for ``suite`` and its ``-updates``/``-security`` suites are carried over, so a
-    third-party repository on the host never reaches the guest.
+
+def guest_sources(sources: list[AptSource], suite: str, host_suite: str = "") -> tuple[str, str]:
+    """The debootstrap mirror and a deb822 sources file for a ``suite`` guest, from the host's entries.
+
+    The archives the host uses for its own Debian release (``host_suite`` and its ``-updates``/
+    ``-security`` suites; ``suite`` itself when the host lists it) serve ``suite`` and its
+    ``-updates``/``-security`` suites, so a Debian 12 host builds a Debian 13 guest from the same
+    mirror; a third-party repository on the host never reaches the guest.
     """
-    wanted = {suite, f"{suite}-updates", f"{suite}-security"}
-    mirror = next((s.uri for s in sources if suite in s.suites), None)
+    tails = ("", "-updates", "-security")
+    listed = any(suite in s.suites for s in sources)
+    base = suite if listed or not host_suite else host_suite
+    renamed = {base + tail: suite + tail for tail in tails}
+    mirror = next((s.uri for s in sources if base in s.suites), None)
     if mirror is None:
-        raise RuntimeError(f"no apt source for {suite} in the host's apt configuration")
+        raise RuntimeError(f"no apt source for {suite} (or the host's {host_suite!r}) in the host's apt configuration")
     stanzas = []
     for source in sources:
-        suites = [s for s in source.suites if s in wanted]
+        suites = [renamed[s] for s in source.suites if s in renamed]
         if suites:
             stanzas.append(
                 f"Types: deb\nURIs: {source.uri}\nSuites: {' '.join(suites)}\n"
@@ -125,9 +180,9 @@ def guest_sources(sources: list[AptSource], suite: str = SUITE) -> tuple[str, st
     return mirror, "\n".join(stanzas)
 
 
-def recipe_hash() -> str:
-    """Hash of every file that shapes the guest (the mirror does not)."""
-    digest = hashlib.sha256(SUITE.encode())
+def recipe_hash(generation: Generation) -> str:
+    """Hash of the generation record and every file that shapes the guest (the mirror does not)."""
+    digest = hashlib.sha256(repr(generation).encode())
     for path in sorted(GUEST_DIR.rglob("*")):
         if path.is_file():
             digest.update(path.relative_to(GUEST_DIR).as_posix().encode() + b"\0")
@@ -140,7 +195,8 @@ def cache_root() -> Path:
 
 
 def prune_stale(root: Path, keep: Path, max_age: float = STALE_AFTER) -> None:
-    """Remove guests of other recipes not used for ``max_age`` seconds (each is ~0.9 GiB)."""
+    """Remove guests of other recipes not used for ``max_age`` seconds (each is ~0.9 GiB); every
+    generation's current image is marked as used whenever a test session asks for it."""
     now = time.time()
     for entry in root.iterdir():
         if entry == keep or not entry.is_dir() or len(entry.name) != 16:
@@ -151,22 +207,22 @@ def prune_stale(root: Path, keep: Path, max_age: float = STALE_AFTER) -> None:
                 side.unlink(missing_ok=True)
 
 
-def ensure_guest(log: Path | None = None) -> tuple[GuestImage, float | None]:
-    """The cached guest for the current recipe, built first if missing.
+def ensure_guest(generation: Generation = DEBIAN12, log: Path | None = None) -> tuple[GuestImage, float | None]:
+    """The cached guest of ``generation``'s current recipe, built first if missing.
 
     Returns the image and the build time in seconds (None when it was cached). A lock file
     keeps concurrent test sessions from building the same recipe twice.
     """
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    image = GuestImage.at(root / recipe_hash())
+    image = GuestImage.at(root / recipe_hash(generation))
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if image.exists():
             os.utime(image.directory)  # marks it as in use for prune_stale
             prune_stale(root, image.directory)
             return image, None
-        mirror, sources = guest_sources(host_apt_sources())
+        mirror, sources = guest_sources(host_apt_sources(), generation.suite, host_codename())
         sources_file = root / f"{image.directory.name}.sources"
         sources_file.write_text(sources)
         log = log or root / f"{image.directory.name}.build.log"
@@ -179,6 +235,9 @@ def ensure_guest(log: Path | None = None) -> tuple[GuestImage, float | None]:
                     str(image.directory),
                     mirror,
                     str(sources_file),
+                    generation.suite,
+                    generation.network,
+                    *generation.packages,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -192,5 +251,8 @@ def ensure_guest(log: Path | None = None) -> tuple[GuestImage, float | None]:
 
 
 if __name__ == "__main__":
-    built, seconds = ensure_guest()
-    print(built.directory, "cached" if seconds is None else f"built in {seconds:.0f} s")
+    import sys
+
+    for name in sys.argv[1:] or list(GENERATIONS):
+        built, seconds = ensure_guest(GENERATIONS[name])
+        print(name, built.directory, "cached" if seconds is None else f"built in {seconds:.0f} s", flush=True)

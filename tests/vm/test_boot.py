@@ -7,7 +7,9 @@ read its report:
   user-data, vendor-data, config-drive files, a DHCPv4 NIC and a static IPv6-only NIC with an
   extra route and DNS); then the same disk rebooted with a seed that keeps the instance id but
   changes everything else; then rebooted with a new instance id, hostname, key and address.
-* ``ipv6_only`` (per format): a static IPv6 address and default route, no IPv4 anywhere; the
+* ``ipv6_only`` (per format): a static IPv6 address and default route, and on two more NICs an
+  active-backup bond with a VLAN carrying static IPv4 + IPv6 and the IPv4 default route
+  (``scenarios.ipv6_bond_spec``, booted on Debian 13 too); no DHCPv4 address anywhere; the
   seed attached as a read-only virtio disk instead of a CD-ROM.
 * ``opennebula``: an OpenNebula CONTEXT seed (static IPv4 + IPv6, key with shell syntax in its
   comment, user data), read by cloud-init's OpenNebula datasource through ``sudo -u nobody bash``.
@@ -36,8 +38,11 @@ from configdrive import FORMATS as REGISTRY
 from configdrive.qemu import CdromBus
 from tests.conftest import takes_network_updates
 
-from .conftest import VmRunner
+from .conftest import Keys, VmRunner
+from .guest_checks import assert_cloud_init_clean, dns_domains, dns_servers
 from .harness import Boot, Nic
+from .scenarios import check_ipv6_bond, ipv6_bond_nics
+from .scenarios import ipv6_bond_spec as ipv6_only_spec
 
 pytestmark = pytest.mark.vm
 
@@ -46,8 +51,6 @@ MAC_DHCP, MAC_V6, MAC_ONE = "52:54:00:cd:00:01", "52:54:00:cd:00:02", "52:54:00:
 # ipv4=on must be explicit: qemu takes a bare ipv6=on as "IPv6 only" and then serves no DHCPv4.
 NET_DHCP = "restrict=on,ipv4=on,ipv6=on"
 NET_V6 = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:1::/64,ipv6-host=2001:db8:1::1"
-# IPv4 stays on in qemu, so a guest that wrongly ran DHCP would get an address.
-NET_V6_ONLY = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:5::/64,ipv6-host=2001:db8:5::1"
 NET_ONE = "restrict=on,ipv4=on,ipv6=on,ipv6-net=2001:db8:7::/64,ipv6-host=2001:db8:7::1"
 #: A valid key for deciding, at collection time, which formats can express a scenario's spec.
 PROBE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAlCnUlhzaWmRGf9FZ71XjHwiJmyMiDwGJD3OBF1lX2y probe"
@@ -70,31 +73,6 @@ def files(label: str) -> list[dict[str, str]]:
         {"path": "/etc/configdrive-test/motd.txt", "content": f"hello from config-2 files, {label}\n"},
         {"path": "/etc/configdrive-test/nested/dir/data.json", "content": f'{{"step": "{label}"}}\n'},
     ]
-
-
-@dataclass(frozen=True)
-class Keys:
-    ed25519: str
-    rsa: str
-    later: str  # the key the metadata change adds
-    fourth: str  # the key the network-policy reboot adds (and cloud-init must not install)
-
-
-@pytest.fixture(scope="session")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    """Fresh OpenSSH public keys (only the public halves are used)."""
-    folder = tmp_path_factory.mktemp("keys")
-
-    def make(name: str, *args: str) -> str:
-        path = folder / name
-        subprocess.run(
-            ["ssh-keygen", "-q", "-N", "", "-C", f"{name}@configdrive-test", "-f", str(path), *args],
-            check=True,
-        )
-        return path.with_suffix(".pub").read_text().strip()
-
-    return Keys(make("ed", "-t", "ed25519"), make("rsa", "-t", "rsa", "-b", "2048"),
-                make("later", "-t", "ed25519"), make("fourth", "-t", "ed25519"))  # fmt: skip
 
 
 def user_data_parts(label: str) -> list[dict[str, str]]:
@@ -156,26 +134,6 @@ def lifecycle_spec(
     if fmt == "configdrive":
         spec["files"] = files(label)
     return spec
-
-
-def ipv6_only_spec(fmt: str, key: str) -> dict[str, Any]:
-    return {
-        "instance_id": f"iid-{fmt}-v6only",
-        "hostname": "sixonly",
-        "ssh_authorized_keys": [key],
-        "network": {
-            "ethernets": {
-                "eth0": {
-                    "match": {"macaddress": MAC_V6},
-                    "set-name": "eth0",
-                    "addresses": ["2001:db8:5::10/64"],
-                    "routes": [{"to": "default", "via": "2001:db8:5::1"}],
-                    "nameservers": {"addresses": ["2001:db8:5::3"]},
-                    "accept-ra": False,
-                }
-            }
-        },
-    }
 
 
 def formats_for(make_spec: Any) -> list[str]:
@@ -308,7 +266,7 @@ def ipv6_only(request: pytest.FixtureRequest, vm: VmRunner, keys: Keys) -> Boot:
     fmt: str = request.param
     seed = vm.seed(f"ipv6-only-{fmt}", ipv6_only_spec(fmt, keys.ed25519), fmt)
     return vm.boot(
-        f"ipv6-only-disk-{fmt}", vm.disk(f"ipv6-only-{fmt}"), seed, [Nic(MAC_V6, NET_V6_ONLY)],
+        f"ipv6-only-disk-{fmt}", vm.disk(f"ipv6-only-{fmt}"), seed, ipv6_bond_nics(),
         machine="pc" if fmt == "nocloud" else "q35", attach="disk",
     )  # fmt: skip
 
@@ -385,15 +343,6 @@ def lines(report: dict[str, Any], path: str) -> list[str]:
     return (file_text(report, path) or "").splitlines()
 
 
-def assert_cloud_init_clean(boot: Boot) -> None:
-    report = boot.report
-    assert "report_error" not in report, report
-    assert report["status_rc"] == 0 and "status: done" in report["status"], report["status"]
-    assert report["cloud_init_log"]["warnings"] == [], "\n".join(report["cloud_init_log"]["warnings"])
-    assert report["cloud_init_log"]["tracebacks"] == [], "\n\n".join(report["cloud_init_log"]["tracebacks"])
-    assert report["failed_units"].strip() == "", report["failed_units"]
-
-
 # --- first boot --------------------------------------------------------------------------------
 
 
@@ -420,9 +369,9 @@ def test_first_boot_two_nics(lifecycle: Lifecycle) -> None:
     assert addresses(report, "eth1", "inet") == []
     routes = [(r["dst"], r.get("gateway"), r.get("dev")) for r in report["ip6_route"]]
     assert ("2001:db8:2::/64", "2001:db8:1::1", "eth1") in routes
-    resolv = file_text(report, "/etc/resolv.conf") or ""
-    assert "nameserver 2001:db8:1::3" in resolv
-    assert "example.test" in resolv
+    # as the resolver uses it (resolv.conf from resolvconf on Debian 12)
+    assert "2001:db8:1::3" in dns_servers(report, "eth1")
+    assert "example.test" in dns_domains(report, "eth1")
 
 
 def test_mime_multipart_both_parts_apply(lifecycle: Lifecycle) -> None:
@@ -564,15 +513,7 @@ def test_lifecycle_cloud_init_clean(lifecycle: Lifecycle) -> None:
 
 
 def test_ipv6_only(ipv6_only: Boot) -> None:
-    report = ipv6_only.report
-    nics = [link["ifname"] for link in report["ip_addr"] if link["ifname"] != "lo"]
-    assert nics == ["eth0"]
-    assert "2001:db8:5::10" in addresses(report, "eth0", "inet6")
-    assert all(addresses(report, nic, "inet") == [] for nic in nics), "no IPv4 on any NIC"
-    assert report["ip_route"] == [], "no IPv4 routes at all"
-    defaults = [(r.get("gateway"), r.get("dev")) for r in report["ip6_route"] if r["dst"] == "default"]
-    assert defaults == [("2001:db8:5::1", "eth0")]
-    assert "nameserver 2001:db8:5::3" in (file_text(report, "/etc/resolv.conf") or "")
+    check_ipv6_bond(ipv6_only.report)
 
 
 def test_ipv6_only_cloud_init_clean(ipv6_only: Boot) -> None:
@@ -614,8 +555,7 @@ def test_opennebula_static_addresses_gateways_and_dns(opennebula: OpenNebulaBoot
     assert defaults == [("10.0.2.2", nic)]
     defaults6 = [(r.get("gateway"), r.get("dev")) for r in report["ip6_route"] if r["dst"] == "default"]
     assert ("2001:db8:7::1", nic) in defaults6
-    resolv = file_text(report, "/etc/resolv.conf") or ""
-    assert "nameserver 10.0.2.3" in resolv and "example.test" in resolv
+    assert "10.0.2.3" in dns_servers(report, nic) and "example.test" in dns_domains(report, nic)
 
 
 def test_opennebula_user_data_is_in_world_readable_instance_data(opennebula: OpenNebulaBoot) -> None:

@@ -1,28 +1,27 @@
 #!/bin/bash
-# Build the Debian 12 guest the booted-VM tests use: kernel, initrd and an ext4 root image.
+# Build a guest the booted-VM tests use: kernel, initrd and an ext4 root image.
 #
-# usage: build-guest.sh OUTDIR MIRROR SOURCES_FILE
+# usage: build-guest.sh OUTDIR MIRROR SOURCES_FILE SUITE NETWORK PACKAGE...
 #   OUTDIR        receives vmlinuz, initrd.img and root.raw (must not exist yet)
 #   MIRROR        Debian archive URI for debootstrap, read from the host's apt configuration
 #   SOURCES_FILE  deb822 sources for the guest's own apt (same origin as the host's)
+#   SUITE         bookworm, trixie, ...
+#   NETWORK       ifupdown (Debian 12: eni renderer, resolvconf) or netplan (Debian 13, as
+#                 Debian's cloud images: netplan + systemd-networkd + systemd-resolved)
+#   PACKAGE...    installed with apt-get --no-install-recommends (guest_image.GENERATIONS)
 #
 # Needs root (debootstrap, chroot). Makes the root file system with `mkfs.ext4 -d`, so no
 # loop mounts; proc and sysfs are mounted in the chroot while packages install.
 set -euo pipefail
 
-outdir=$1 mirror=$2 sources=$3
+outdir=$1 mirror=$2 sources=$3 suite=$4 network=$5
+shift 5
+packages=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
-suite=bookworm
-packages=(
-    systemd-sysv udev dbus linux-image-amd64 cloud-init isc-dhcp-client ifupdown iproute2
-    net-tools ifenslave vlan openssh-server sudo locales
-    # cloud-init recommends it (growpart); without it cc_growpart has no resizer
-    cloud-guest-utils
-    # lets ifupdown's dns-nameservers/dns-search reach /etc/resolv.conf
-    resolvconf
-)
-# Modules the initramfs needs so the seed CD-ROM exists before ds-identify runs (FACTS.md).
-modules=(sr_mod cdrom isofs ata_piix ahci virtio_scsi virtio_blk virtio_net virtio_pci)
+[[ $network == ifupdown || $network == netplan ]] || { echo "unknown NETWORK $network" >&2; exit 2; }
+# Modules the initramfs needs so the seed CD-ROM exists before ds-identify runs (FACTS.md), and
+# rtc_cmos: Debian 13's udev does not load it, and the guest's clock then starts at 1970.
+modules=(sr_mod cdrom isofs ata_piix ahci virtio_scsi virtio_blk virtio_net virtio_pci rtc_cmos)
 
 [[ ! -e $outdir ]] || { echo "$outdir exists" >&2; exit 2; }
 work=$(mktemp -d "${outdir}.work.XXXXXX")
@@ -64,13 +63,20 @@ chroot "$root" update-initramfs -u -k all
 
 echo "== configure"
 echo 'LABEL=vmroot / ext4 defaults,errors=remount-ro 0 1' > "$root/etc/fstab"
-cat > "$root/etc/network/interfaces" <<'ENI'
+if [[ $network == ifupdown ]]; then
+    cat > "$root/etc/network/interfaces" <<'ENI'
 # cloud-init renders the NICs into interfaces.d/50-cloud-init
 auto lo
 iface lo inet loopback
 
 source /etc/network/interfaces.d/*
 ENI
+else
+    # cloud-init renders /etc/netplan/50-cloud-init.yaml and runs `netplan generate`;
+    # systemd-networkd applies it, systemd-resolved takes its DNS (glibc asks resolved's stub).
+    chroot "$root" systemctl enable systemd-networkd.service systemd-resolved.service
+    ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+fi
 # Each instance gets its own machine id and host keys (cloud-init regenerates them).
 : > "$root/etc/machine-id"
 rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
