@@ -12,6 +12,7 @@ One boot per seed, several checks per boot (TCG: 1.5-3 min each):
   same spec Debian 12 boots).
 * ``no_network``: a NoCloud seed without network config: cloud-init's fallback (DHCP on the
   first NIC) must not hang the boot.
+* ``opennebula``: test_boot.py's OpenNebula boot and its checks, on this generation.
 
 Every boot must be clean as :func:`guest_checks.assert_cloud_init_clean` says, with
 ``cloud-init status --wait`` exiting 0 (25.1 exits 2 for a degraded boot).
@@ -27,6 +28,7 @@ import pytest
 
 from configdrive.qemu import CdromBus
 
+from . import test_boot
 from .conftest import Keys, VmRunner
 from .guest_checks import addresses, assert_cloud_init_clean, dns_domains, dns_servers, global_addresses
 from .harness import Boot, Nic
@@ -39,6 +41,8 @@ from .test_boot import (
     NET_DHCP,
     NET_V6,
     REPORT_PATHS,
+    OpenNebulaBoot,
+    boot_opennebula,
     expected_instance_id,
     files,
     lifecycle_spec,
@@ -158,3 +162,20 @@ def test_no_network_config_does_not_hang(no_network: Boot) -> None:
     assert report["uptime"] < NO_NETWORK_REPORT_WITHIN, report["network_journal"]
     assert list(global_addresses(report, "inet").values()) == [["10.0.2.15"]]
     assert report["hostname"] == "nonet"
+
+
+# --- OpenNebula: test_boot.py's boot and checks, on this generation ------------------------------
+
+
+@pytest.fixture(scope="module")
+def opennebula(vm_debian13: VmRunner, keys: Keys) -> OpenNebulaBoot:
+    return boot_opennebula(vm_debian13, keys)
+
+
+test_opennebula_identity_and_fixed_instance_id = test_boot.test_opennebula_identity_and_fixed_instance_id
+test_opennebula_key_user_data_and_nothing_escaped = test_boot.test_opennebula_key_user_data_and_nothing_escaped
+test_opennebula_static_addresses_gateways_and_dns = test_boot.test_opennebula_static_addresses_gateways_and_dns
+test_opennebula_user_data_is_in_world_readable_instance_data = (
+    test_boot.test_opennebula_user_data_is_in_world_readable_instance_data
+)
+test_opennebula_cloud_init_clean = test_boot.test_opennebula_cloud_init_clean
