@@ -14,7 +14,7 @@ from typing import Any
 
 from configdrive.errors import ConfigDriveError, InputError, SpecError, UnknownFormatError
 from configdrive.render import CHECKED_BY_DEFAULT, DEFAULT_FORMAT, FORMATS
-from configdrive.stores import URL_HELP
+from configdrive.storeurls import URL_HELP
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in FORMATS.values()) + f" (default: {DEFAULT_FORMAT})"

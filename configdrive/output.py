@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -303,7 +302,7 @@ def create_temp(dir_fd: int, name: str, shown: str) -> tuple[str, int]:
     """What ``tempfile.mkstemp`` does (O_CREAT|O_EXCL|O_NOFOLLOW, 0600, a random name, so
     concurrent writers never collide), relative to ``dir_fd``."""
     for _ in range(100):
-        temp = f".{name}.{secrets.token_hex(4)}.tmp"
+        temp = f".{name}.{os.urandom(4).hex()}.tmp"
         try:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             return temp, os.open(temp, flags, FILE_MODE, dir_fd=dir_fd)

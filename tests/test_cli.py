@@ -133,7 +133,7 @@ def test_build_does_not_import_heavy_or_unused_modules(tmp_path: Path) -> None:
         f"import sys, runpy; sys.argv=['configdrive','build','-','-o',{str(out)!r}];\n"
         "try: runpy.run_module('configdrive', run_name='__main__')\n"
         "except SystemExit as stop: print('exit', stop.code)\n"
-        "print(','.join(m for m in ('etcd3','grpc','qemu.qmp','jsonschema') if m in sys.modules))"
+        "print(','.join(m for m in ('etcd3','grpc','qemu.qmp','jsonschema','configdrive.stores') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -147,6 +147,7 @@ def test_build_does_not_import_heavy_or_unused_modules(tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data[:32768] == bytes(32768) and data[32768:32774] == b"\x01CD001"  # system area, then the PVD
     assert "etcd3" not in result.stdout and "grpc" not in result.stdout and "qemu" not in result.stdout
+    assert "configdrive.stores" not in result.stdout  # no store is opened: its package stays unloaded
 
 
 LIBRARIES = ("pycdlib", "jsonschema", "yaml", "etcd3", "grpc", "qemu.qmp")

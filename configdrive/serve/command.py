@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 
 from configdrive.render import FORMATS
-from configdrive.stores import URL_HELP as STORE_HELP
+from configdrive.storeurls import URL_HELP as STORE_HELP
 
 EXAMPLES = """\
 examples:

@@ -16,12 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from configdrive.errors import StoreError
-
-#: What a store URL may be, for command-line help.
-URL_HELP = (
-    "dir:PATH (a folder of <vm-id>.yaml|json), etcd://HOST:PORT/PREFIX, or etcds://HOST:PORT/PREFIX "
-    "(TLS; cacert=, cert=, key=, user=, password-file= or the ETCDCTL_* variables, as etcdctl)"
-)
+from configdrive.storeurls import URL_HELP as URL_HELP
 
 #: A VM id is a store key and a file name: no slashes, no leading dot, at most 128 characters.
 VM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
