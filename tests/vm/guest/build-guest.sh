@@ -20,7 +20,9 @@ packages=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
 [[ $network == ifupdown || $network == netplan ]] || { echo "unknown NETWORK $network" >&2; exit 2; }
 # Modules the initramfs needs so the seed CD-ROM exists before ds-identify runs (FACTS.md), and
-# rtc_cmos: Debian 13's udev does not load it, and the guest's clock then starts at 1970.
+# rtc_cmos, so the clock is set from the RTC before the root is mounted (a Debian 13 console showed
+# no RTC line without it; cloud-init 25.1's status shows 1970 dates either way: it keeps stage
+# times as uptime).
 modules=(sr_mod cdrom isofs ata_piix ahci virtio_scsi virtio_blk virtio_net virtio_pci rtc_cmos)
 
 [[ ! -e $outdir ]] || { echo "$outdir exists" >&2; exit 2; }
