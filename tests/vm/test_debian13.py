@@ -175,7 +175,7 @@ def opennebula(vm_debian13: VmRunner, keys: Keys) -> OpenNebulaBoot:
 test_opennebula_identity_and_fixed_instance_id = test_boot.test_opennebula_identity_and_fixed_instance_id
 test_opennebula_key_user_data_and_nothing_escaped = test_boot.test_opennebula_key_user_data_and_nothing_escaped
 test_opennebula_static_addresses_gateways_and_dns = test_boot.test_opennebula_static_addresses_gateways_and_dns
-test_opennebula_user_data_is_in_world_readable_instance_data = (
-    test_boot.test_opennebula_user_data_is_in_world_readable_instance_data
+test_opennebula_user_data_in_world_readable_instance_data = (
+    test_boot.test_opennebula_user_data_in_world_readable_instance_data
 )
 test_opennebula_cloud_init_clean = test_boot.test_opennebula_cloud_init_clean
