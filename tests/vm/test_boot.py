@@ -39,7 +39,7 @@ from configdrive.qemu import CdromBus
 from tests.conftest import takes_network_updates
 
 from .conftest import Keys, VmRunner
-from .guest_checks import assert_cloud_init_clean, cloud_init_version, dns_domains, dns_servers
+from .guest_checks import addresses, assert_cloud_init_clean, cloud_init_version, dns_domains, dns_servers, ifname_of
 from .harness import Boot, Nic
 from .scenarios import check_ipv6_bond, ipv6_bond_nics
 from .scenarios import ipv6_bond_spec as ipv6_only_spec
@@ -322,21 +322,6 @@ def boot_opennebula(vm: VmRunner, keys: Keys) -> OpenNebulaBoot:
 
 
 # --- report helpers ----------------------------------------------------------------------------
-
-
-def ifname_of(report: dict[str, Any], mac: str) -> str:
-    """The guest's name for the NIC with this MAC (formats that cannot rename NICs keep the kernel's)."""
-    return next(str(link["ifname"]) for link in report["ip_addr"] if link.get("address") == mac)
-
-
-def addresses(report: dict[str, Any], ifname: str, family: str) -> list[str]:
-    return [
-        a["local"]
-        for link in report["ip_addr"]
-        if link["ifname"] == ifname
-        for a in link.get("addr_info", [])
-        if a["family"] == family
-    ]
 
 
 def file_text(report: dict[str, Any], path: str) -> str | None:
